@@ -1,0 +1,168 @@
+"""Study configuration: one typed, validated object read from YAML.
+
+Everything that changes a study's numbers lives here and is hashed into ``results_key``; settings
+that only change *how* the work is executed (workers, threads, how many models to train so far)
+are excluded, so a study can be resumed or extended on another machine without being refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """One dataset by registry name (see ``transfer_influence.data.load_dataset``) and its options."""
+
+    dataset: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SourceConfig(_Strict):
+    """The source: one or more datasets whose classes are stacked (a *mixed* source)."""
+
+    components: list[DatasetSpec] = Field(min_length=1)
+    holdout_per_class: int = Field(
+        default=20, ge=1, description="examples per class kept out of training to measure source accuracy"
+    )
+
+
+class TargetConfig(_Strict):
+    dataset: DatasetSpec
+    shots_per_class: int = Field(default=10, ge=1)
+    test_size: int | None = Field(default=2000, ge=1)
+    split_seed: int = 0
+
+
+class DesignConfig(_Strict):
+    """How the class subsets S_1..S_m are drawn.
+
+    ``alpha`` is the fraction of source classes in each subset. It defines the counterfactual being
+    measured: a class's influence is its effect *within a source of alpha·K classes*.
+    """
+
+    kind: Literal["iid", "complement"] = "iid"
+    alpha: float = Field(default=0.5, gt=0.0, lt=1.0)
+
+
+class ModelConfig(_Strict):
+    arch: Literal["small_cnn"] = "small_cnn"
+    channels: tuple[int, int, int] = (16, 32, 16)
+    feature_dim: int = Field(default=128, ge=2)
+
+
+class TrainConfig(_Strict):
+    """Source training (algorithm A): Adam with a one-cycle schedule over tensors held in memory."""
+
+    epochs: int = Field(default=2, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    seeding: Literal["independent", "common"] = Field(
+        default="independent",
+        description="'common' uses the same initialisation and data-order seed for every model",
+    )
+
+
+class TransferConfig(_Strict):
+    """Fixed-feature transfer: frozen backbone (BatchNorm in eval mode, source statistics) and a new
+    multinomial logistic head fitted by L-BFGS on standardised features."""
+
+    mode: Literal["fixed_feature"] = "fixed_feature"
+    head_l2: float = Field(default=0.01, ge=0)
+    head_max_iter: int = Field(default=200, ge=1)
+
+
+class ExecutionConfig(_Strict):
+    """How the work is run; not part of the results key."""
+
+    executor: Literal["process", "serial"] = "process"
+    workers: int | Literal["auto"] = "auto"
+    threads_per_worker: int = Field(default=1, ge=1)
+    max_attempts: int = Field(default=3, ge=1, description="tries per run before the study stops")
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    amp: bool = False
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("workers must be at least 1 or 'auto'")
+        return value
+
+
+class BaselineConfig(_Strict):
+    repeats: int = Field(default=3, ge=0, description="seeds per baseline (all-source, random-init)")
+
+
+class StudyConfig(_Strict):
+    name: str = "study"
+    seed: int = 0
+    num_models: int = Field(default=100, ge=2)
+    source: SourceConfig
+    target: TargetConfig
+    design: DesignConfig = DesignConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    transfer: TransferConfig = TransferConfig()
+    baselines: BaselineConfig = BaselineConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+
+    def results_key(self) -> str:
+        """Hash of every setting that changes results (not num_models, not execution)."""
+        payload = self.model_dump(mode="json", exclude={"execution": True, "num_models": True})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_overrides(self, **changes: Any) -> "StudyConfig":
+        data = self.model_dump(mode="json")
+        for dotted, value in changes.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+        return StudyConfig.model_validate(data)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the field and the fix."""
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings at the top level")
+    return parse_config(raw, origin=str(path))
+
+
+def parse_config(raw: dict[str, Any], origin: str = "config") -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{origin}: {problems}") from None
+
+
+def packaged_config(name: str) -> Path:
+    """Path of a config shipped inside the package (``configs/NAME.yaml``)."""
+    path = Path(__file__).parent / "configs" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no packaged config named {name!r}")
+    return path

@@ -1,0 +1,108 @@
+"""The stateless worker: given a RunSpec, train, transfer, and return the outputs on the target.
+
+A ``Worker`` holds the study's tensors in memory (built once per process) and nothing about which
+runs were done: scheduling, retries and storage live in ``executors`` and ``store``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import StudyConfig
+from .models import SmallCNN, build_model
+from .plan import RunSpec
+from .training import TrainSettings, accuracy, to_float_images, train_classifier
+from .outputs import output_kinds_from_logits
+from .transfer import LinearHead, extract_features
+from .views import StudyData
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    outputs: dict[str, np.ndarray]
+    source_accuracy: float
+    target_accuracy: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def select_device(requested: str) -> torch.device:
+    """'auto' takes CUDA when present; asking for CUDA without one is an error, not a silent fallback."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("execution.device is 'cuda' but torch sees no CUDA device; use 'cpu' or 'auto'")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+class Worker:
+    def __init__(self, config: StudyConfig, data: StudyData, device: torch.device | None = None) -> None:
+        self.config = config
+        self.data = data
+        self.device = device or select_device(config.execution.device)
+        self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.source_x = self._images(data.source_train.images)
+        self.source_y = torch.from_numpy(data.source_train.labels).to(self.device)
+        self.holdout_x = self._images(data.source_holdout.images)
+        self.holdout_y = torch.from_numpy(data.source_holdout.labels).to(self.device)
+        self.target_train_x = self._images(data.target_train.images)
+        self.target_test_x = self._images(data.target_test.images)
+        self.num_classes = data.source_train.num_classes
+        self.num_target_classes = data.target_test.num_classes
+
+    def _images(self, images_u8: np.ndarray) -> torch.Tensor:
+        return to_float_images(images_u8, self.device).contiguous(memory_format=self._memory_format)
+
+    def _new_model(self, num_outputs: int) -> SmallCNN:
+        c, h, _ = self.data.source_train.image_shape
+        m = self.config.model
+        model = build_model(m.arch, max(num_outputs, 1), c, h, m.channels, m.feature_dim)
+        return model.to(self.device, memory_format=self._memory_format)
+
+    def run(self, spec: RunSpec) -> RunResult:
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        torch.manual_seed(spec.seed)
+        classes = np.flatnonzero(spec.mask)
+        model = self._new_model(len(classes))
+        source_accuracy = float("nan")
+        if spec.kind != "random_init":
+            model, source_accuracy = self._train_source(model, classes, spec.seed)
+        seconds["train"] = time.perf_counter() - start
+        start = time.perf_counter()
+        outputs, target_accuracy = self._transfer(model)
+        seconds["transfer"] = time.perf_counter() - start
+        return RunResult(spec, outputs, source_accuracy, target_accuracy, seconds)
+
+    def _train_source(self, model: SmallCNN, classes: np.ndarray, seed: int) -> tuple[SmallCNN, float]:
+        remap = torch.full((self.num_classes,), -1, dtype=torch.long, device=self.device)
+        remap[torch.from_numpy(classes).to(self.device)] = torch.arange(len(classes), device=self.device)
+        train_rows = remap[self.source_y] >= 0
+        holdout_rows = remap[self.holdout_y] >= 0
+        t = self.config.train
+        generator = torch.Generator().manual_seed(seed + 1)
+        train_classifier(
+            model,
+            self.source_x[train_rows],
+            remap[self.source_y[train_rows]],
+            TrainSettings(t.epochs, t.batch_size, t.lr, t.weight_decay),
+            generator,
+            amp=self.config.execution.amp,
+        )
+        source_accuracy = accuracy(model, self.holdout_x[holdout_rows], remap[self.holdout_y[holdout_rows]])
+        return model, source_accuracy
+
+    def _transfer(self, model: SmallCNN) -> tuple[dict[str, np.ndarray], float]:
+        head = LinearHead(self.config.transfer.head_l2, self.config.transfer.head_max_iter)
+        head.fit(
+            extract_features(model, self.target_train_x),
+            self.data.target_train.labels,
+            self.num_target_classes,
+        )
+        logits = head.logits(extract_features(model, self.target_test_x))
+        outputs = output_kinds_from_logits(logits, self.data.target_test.labels)
+        return outputs, float(outputs["correct"].mean())

@@ -1,0 +1,126 @@
+"""The study's dataset views: source train/holdout and target train/test, built once per study.
+
+The parent process builds the views from the config and saves them inside the study directory;
+workers read that file instead of rebuilding, so every model of a study sees byte-identical data
+and the fingerprints in ``study.json`` describe exactly what was trained on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import StudyConfig
+from .data import ImageDataset, concatenate, few_shot_split, load_dataset
+
+_HOLDOUT_STREAM = 0x401D
+
+
+@dataclass(frozen=True)
+class StudyData:
+    source_train: ImageDataset
+    source_holdout: ImageDataset
+    target_train: ImageDataset
+    target_test: ImageDataset
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.source_train.class_names
+
+    @property
+    def target_class_names(self) -> tuple[str, ...]:
+        return self.target_test.class_names
+
+    def fingerprints(self) -> dict[str, str]:
+        return {
+            "source_train": self.source_train.fingerprint(),
+            "source_holdout": self.source_holdout.fingerprint(),
+            "target_train": self.target_train.fingerprint(),
+            "target_test": self.target_test.fingerprint(),
+        }
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "source_classes": len(self.class_names),
+            "source_train_examples": len(self.source_train),
+            "source_holdout_examples": len(self.source_holdout),
+            "target_classes": len(self.target_class_names),
+            "target_train_examples": len(self.target_train),
+            "target_test_examples": len(self.target_test),
+            "image_shape": list(self.source_train.image_shape),
+        }
+
+
+def build_study_data(config: StudyConfig) -> StudyData:
+    components = [load_dataset(c.dataset, **c.options) for c in config.source.components]
+    source = components[0] if len(components) == 1 else concatenate(components, name="mixed_source")
+    source_train, source_holdout = _holdout_split(source, config.source.holdout_per_class, config.seed)
+    target = load_dataset(config.target.dataset.dataset, **config.target.dataset.options)
+    if target.image_shape != source.image_shape:
+        raise ValueError(
+            f"source images are {source.image_shape} but target images are {target.image_shape}; "
+            "use loaders that produce the same shape (e.g. resize options of the format loaders)"
+        )
+    split = few_shot_split(
+        target, config.target.shots_per_class, config.target.test_size, config.target.split_seed
+    )
+    return StudyData(source_train, source_holdout, split.train, split.test)
+
+
+def _holdout_split(source: ImageDataset, per_class: int, seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """Keep ``per_class`` examples of every source class out of training, to measure source accuracy."""
+    rng = np.random.default_rng([_HOLDOUT_STREAM, seed])
+    train_idx: list[np.ndarray] = []
+    holdout_idx: list[np.ndarray] = []
+    for k, name in enumerate(source.class_names):
+        members = np.flatnonzero(source.labels == k)
+        if members.size <= per_class:
+            raise ValueError(
+                f"source class {name!r} has {members.size} examples, not more than "
+                f"source.holdout_per_class={per_class}; lower holdout_per_class or add examples"
+            )
+        members = rng.permutation(members)
+        holdout_idx.append(members[:per_class])
+        train_idx.append(members[per_class:])
+    return (
+        source.take(np.sort(np.concatenate(train_idx)), name=f"{source.name}:train"),
+        source.take(np.sort(np.concatenate(holdout_idx)), name=f"{source.name}:holdout"),
+    )
+
+
+_PARTS = ("source_train", "source_holdout", "target_train", "target_test")
+
+
+def save_study_data(data: StudyData, path: Path) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for part in _PARTS:
+        ds: ImageDataset = getattr(data, part)
+        arrays[f"{part}__images"] = ds.images
+        arrays[f"{part}__labels"] = ds.labels
+        arrays[f"{part}__ids"] = ds.example_ids.astype(str)
+        arrays[f"{part}__classes"] = np.asarray(ds.class_names, dtype=str)
+        arrays[f"{part}__name"] = np.asarray(ds.name)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_study_data(path: Path) -> StudyData:
+    with np.load(path, allow_pickle=False) as archive:
+        parts = {
+            part: ImageDataset(
+                name=str(archive[f"{part}__name"]),
+                images=archive[f"{part}__images"],
+                labels=archive[f"{part}__labels"].astype(np.int64),
+                class_names=tuple(str(c) for c in archive[f"{part}__classes"]),
+                example_ids=archive[f"{part}__ids"],
+            )
+            for part in _PARTS
+        }
+    return StudyData(**parts)
