@@ -1,0 +1,78 @@
+"""Subset designs are reproducible from (seed, index); configs validate with clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transfer_influence.config import ConfigError, load_config, packaged_config, parse_config
+from transfer_influence.plan import baseline_runs, complement_mask, iid_mask, subset_runs, train_seed
+
+from .conftest import tiny_config_dict, write_config
+
+
+def test_iid_masks_rebuild_from_index_and_have_fixed_size() -> None:
+    a = [iid_mask(7, i, 50, 0.3) for i in range(20)]
+    b = [iid_mask(7, i, 50, 0.3) for i in reversed(range(20))][::-1]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+        assert x.sum() == 15
+    assert len({m.tobytes() for m in a}) == 20
+    assert not np.array_equal(iid_mask(7, 0, 50, 0.3), iid_mask(8, 0, 50, 0.3))
+
+
+def test_complement_pairs_cover_every_class_once() -> None:
+    for pair in range(5):
+        s, sc = complement_mask(1, 2 * pair, 30, 0.5), complement_mask(1, 2 * pair + 1, 30, 0.5)
+        np.testing.assert_array_equal(s, ~sc)
+        assert s.sum() == 15
+
+
+def test_alpha_that_leaves_no_class_out_is_refused() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        iid_mask(0, 0, 3, 0.9)
+
+
+def test_seeding_modes(tiny_config) -> None:
+    independent = {train_seed(tiny_config, i) for i in range(10)}
+    common = tiny_config.with_overrides(**{"train.seeding": "common"})
+    assert len(independent) == 10
+    assert len({train_seed(common, i) for i in range(10)}) == 1
+
+
+def test_run_specs(tiny_config) -> None:
+    specs = subset_runs(tiny_config, 8, range(4))
+    assert [s.run_id for s in specs] == [f"subset-00000{i}" for i in range(4)]
+    baselines = baseline_runs(tiny_config, 8)
+    assert {s.kind for s in baselines} == {"all_source", "random_init"}
+    assert all(s.mask.all() for s in baselines if s.kind == "all_source")
+
+
+def test_results_key_ignores_execution_and_model_count(tiny_config) -> None:
+    same = tiny_config.with_overrides(**{"num_models": 99, "execution.workers": 7})
+    different = tiny_config.with_overrides(**{"design.alpha": 0.3})
+    assert same.results_key() == tiny_config.results_key()
+    assert different.results_key() != tiny_config.results_key()
+
+
+def test_config_errors_name_the_field(tmp_path: Path) -> None:
+    bad = tiny_config_dict(**{"design.alpha": 1.5, "train.epochz": 3})
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path / "bad.yaml", bad))
+    assert "design.alpha" in str(err.value) and "train.epochz" in str(err.value)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_packaged_demo_config_is_valid() -> None:
+    config = load_config(packaged_config("demo"))
+    assert config.name == "demo" and len(config.source.components) == 2
+    assert parse_config(config.model_dump(mode="json")) == config
