@@ -1,18 +1,18 @@
 """Algorithm 1 (difference of means) for every (class, target) pair at once — numpy only.
 
-For K classes, m models and n targets the whole estimate is one matrix product
-``maskᵀ · outputs`` (K×m · m×n) plus O(K·n) elementwise work:
+For K classes, m models and n targets the whole estimate is one matrix product (K×m · m×n) plus
+O(K·n) elementwise work. With n_in/n_out the number of models that include/exclude a class:
 
-* mean_in  = (maskᵀY) / n_in
-* mean_out = (1ᵀY − maskᵀY) / n_out
-* Infl     = mean_in − mean_out
+* Infl = sum_in/n_in − (total − sum_in)/n_out = (1/n_in + 1/n_out)·(sum_in − n_in·mean),
+  and sum_in − n_in·mean = Dᵀy with the *column-centred* mask D = mask − n_in/m, so one product
+  with D (each column scaled by its class's 1/n_in + 1/n_out) is the whole influence matrix.
+* Standard errors: for a two-group split the total sum of squares of a target's outputs is the
+  within-group sum plus the between-group sum n_in·n_out/m·Infl², so the pooled within-group
+  variance is (SS_total − n_in·n_out/m·Infl²)/(m − 2) and
+  stderr = sqrt(s²_pooled·(1/n_in + 1/n_out)) — the classic pooled two-sample standard error,
+  without the second product maskᵀ·y² that per-group variances would cost. The totals come from a
+  matrix-vector product (a non-finite total flags NaN/inf), SS_total from one memory-bound pass.
 
-Standard errors come from the same product. For a two-group split the total sum of squares of a
-target's outputs is the within-group sum plus the between-group sum, and the latter is
-``n_in·n_out/m · Infl²``, so the pooled within-group variance is
-``(SS_total − n_in·n_out/m·Infl²) / (m − 2)`` and
-``stderr = sqrt(s²_pooled · (1/n_in + 1/n_out))`` — the classic pooled two-sample standard error,
-without the second product ``maskᵀ·Y²`` that per-group variances would cost.
 Targets are processed in blocks so that temporaries stay bounded whatever n is.
 """
 
@@ -92,16 +92,6 @@ def _check_classes_vary(n_in: np.ndarray, m: int, class_names: Sequence[str]) ->
         )
 
 
-def _check_finite(block: np.ndarray, start: int) -> None:
-    finite = np.isfinite(block)
-    if not finite.all():
-        model, target = np.argwhere(~finite)[0]
-        raise ValueError(
-            f"outputs hold NaN or inf (first at model row {model}, target column {start + target}); "
-            "drop or re-run the models that produced them"
-        )
-
-
 def class_influence(
     masks: np.ndarray,
     outputs: np.ndarray,
@@ -129,46 +119,70 @@ def class_influence(
     _check_classes_vary(n_in, m, names)
     n_out = m - n_in
 
-    design = masks.T.astype(np.float32)  # K×m, C-contiguous for the product
-    inv_in = (1.0 / n_in).astype(np.float32)[:, None]
-    inv_out = (1.0 / n_out).astype(np.float32)[:, None]
-    between = (n_in * n_out / m).astype(np.float32)[:, None]
-    se_scale = (1.0 / n_in + 1.0 / n_out).astype(np.float32)[:, None] / (m - 2)
+    # Centring the design instead of the outputs: with d_ik = mask_ik − n_in_k/m,
+    #   Σ_i d_ik·y_ij = sum_in − n_in·mean_j,  and  Infl = (1/n_in + 1/n_out)·(sum_in − n_in·mean_j),
+    # so the product *is* the influence up to a per-class scale: no K×n temporaries.
+    scale = (1.0 / n_in + 1.0 / n_out).astype(np.float32)
+    # The centred mask with each class's scale folded in: the product is the influence itself.
+    design_rows = np.subtract(masks, (n_in / m).astype(np.float32), dtype=np.float32)
+    design_rows *= scale
+    design = design_rows.T  # BLAS reads the transposed operand in place
+    ones = np.ones(m, dtype=np.float32)
+    # stderr² = (SS_total − n_in·n_out/m·Infl²) · scale/(m−2), computed in place below.
+    neg_between = (-(n_in * n_out) / m).astype(np.float32)[:, None]
+    scale_per_dof = scale[:, None] / (m - 2)
 
     values = np.empty((num_classes, n), dtype=np.float32)
     stderr = np.empty((num_classes, n), dtype=np.float32)
-    block = block_targets or max(1, _BLOCK_BYTES // (4 * (2 * m + 2 * num_classes)))
+    # Targets are taken in blocks whose m×b float32 temporaries (a converted copy of the outputs,
+    # centred outputs) stay under _BLOCK_BYTES; float32 outputs need no copy, so one block.
+    bounded = max(1, _BLOCK_BYTES // (4 * m))
+    block = block_targets or (n if outputs.dtype == np.float32 else bounded)
     for start in range(0, n, block):
         stop = min(n, start + block)
         y = np.asarray(outputs[:, start:stop], dtype=np.float32)
-        _check_finite(y, start)
-        _block_influence(design, y, inv_in, inv_out, between, se_scale, values[:, start:stop], stderr[:, start:stop])
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf are reported just below
+            total = ones @ y
+        if not np.isfinite(total).all():
+            _raise_not_finite(y, start)
+        mean = total / m
+        ss_total = _centred_sum_of_squares(y, mean)
+        v, se = values[:, start:stop], stderr[:, start:stop]
+        if _needs_centring(mean, ss_total, m):
+            for a in range(0, y.shape[1], bounded):
+                np.matmul(design, y[:, a : a + bounded] - mean[a : a + bounded], out=v[:, a : a + bounded])
+        else:
+            np.matmul(design, y, out=v)
+        np.multiply(v, v, out=se)
+        se *= neg_between
+        se += ss_total
+        np.maximum(se, 0.0, out=se)
+        se *= scale_per_dof
+        np.sqrt(se, out=se)
     return ClassInfluence(values, stderr, n_in, n_out, names, ids, output_kind)
 
 
-def _block_influence(
-    design: np.ndarray,
-    y: np.ndarray,
-    inv_in: np.ndarray,
-    inv_out: np.ndarray,
-    between: np.ndarray,
-    se_scale: np.ndarray,
-    values_out: np.ndarray,
-    stderr_out: np.ndarray,
-) -> None:
-    # Centring each target's outputs first keeps the float32 product free of cancellation.
-    centre = y.mean(axis=0, dtype=np.float64).astype(np.float32)
-    yc = y - centre
-    total = yc.sum(axis=0, dtype=np.float64).astype(np.float32)  # ≈ 0; kept so the formula is exact
-    ss_total = np.square(yc).sum(axis=0, dtype=np.float64).astype(np.float32)
-    sum_in = design @ yc  # K×b: the one matrix product
-    # values = sum_in/n_in − (total − sum_in)/n_out, computed in place to avoid K×b temporaries.
-    np.multiply(sum_in, inv_in + inv_out, out=values_out)
-    values_out -= total * inv_out
-    # stderr² = (SS_total − n_in·n_out/m · Infl²)/(m−2) · (1/n_in + 1/n_out)
-    np.multiply(values_out, values_out, out=stderr_out)
-    stderr_out *= -between
-    stderr_out += ss_total
-    np.maximum(stderr_out, 0.0, out=stderr_out)
-    stderr_out *= se_scale
-    np.sqrt(stderr_out, out=stderr_out)
+def _centred_sum_of_squares(y: np.ndarray, mean: np.ndarray, rows: int = 64) -> np.ndarray:
+    """Σ(y − mean)² per column over cache-sized row chunks, accumulated in float64: exact enough
+    for near-constant outputs, and no m×b temporary."""
+    acc = np.zeros(y.shape[1], dtype=np.float64)
+    for a in range(0, y.shape[0], rows):
+        centred = y[a : a + rows] - mean
+        acc += np.einsum("ij,ij->j", centred, centred)
+    return acc.astype(np.float32)
+
+
+def _needs_centring(mean: np.ndarray, ss_total: np.ndarray, m: int) -> bool:
+    """True when a column's offset dwarfs its spread, so float32 sums of raw outputs would lose the
+    differences between models (e.g. outputs like 1000 ± 0.001); the product is then redone on
+    centred outputs. Probabilities, margins and accuracies never come close."""
+    spread = np.sqrt(ss_total / m)
+    return bool((np.abs(mean) > 1e3 * spread).any())
+
+
+def _raise_not_finite(block: np.ndarray, start: int) -> None:
+    model, target = np.argwhere(~np.isfinite(block))[0]
+    raise ValueError(
+        f"outputs hold NaN or inf (first at model row {model}, target column {start + target}); "
+        "drop or re-run the models that produced them"
+    )
