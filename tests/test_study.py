@@ -180,3 +180,26 @@ def test_sigkill_mid_run_then_resume_ends_with_exactly_m_runs(tmp_path: Path) ->
     expected = parse_config(config)
     for row, index in enumerate(results.run_indices):
         np.testing.assert_array_equal(results.masks[row], design_mask(expected, int(index), 8))
+
+
+def test_cifar_format_target_resized_to_the_source_shape(tmp_path: Path) -> None:
+    """A CIFAR-10 target (files written in the real pickle format) is resized to 1×28×28 by config."""
+    from .test_data_formats import cifar_rows, dump
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    dump(folder / "batches.meta", {b"label_names": [f"c{k}".encode() for k in range(10)]})
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        dump(folder / name, {b"labels": [j % 10 for j in range(30)], b"data": cifar_rows(30, i)})
+    target = {"dataset": "cifar10", "options": {"root": str(tmp_path)}, "image_size": 28, "channels": 1}
+    config = parse_config(
+        tiny_config_dict(num_models=4, **{"target.dataset": target, "target.shots_per_class": 2,
+                                          "target.test_size": 40, "design.kind": "complement"})
+    )
+    run_study(config, tmp_path / "study", progress=False)
+    results = open_study(tmp_path / "study")
+    assert results.outputs("p_true").shape == (4, 40)
+    assert results.target_class_names == tuple(f"c{k}" for k in range(10))
+    mismatch = parse_config(tiny_config_dict(**{"target.dataset": {"dataset": "cifar10", "options": {"root": str(tmp_path)}}}))
+    with pytest.raises(ValueError, match="image_size and channels"):
+        run_study(mismatch, tmp_path / "other", progress=False)

@@ -25,6 +25,8 @@ class DatasetSpec(_Strict):
 
     dataset: str
     options: dict[str, Any] = Field(default_factory=dict)
+    image_size: int | None = Field(default=None, ge=4, description="resize images to this square size")
+    channels: Literal[1, 3] | None = Field(default=None, description="convert to grey (1) or RGB (3)")
 
 
 class SourceConfig(_Strict):

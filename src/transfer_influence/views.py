@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import StudyConfig
+from .config import DatasetSpec, StudyConfig
 from .data import ImageDataset, concatenate, few_shot_split, load_dataset
 
 _HOLDOUT_STREAM = 0x401D
@@ -55,19 +55,30 @@ class StudyData:
 
 
 def build_study_data(config: StudyConfig) -> StudyData:
-    components = [load_dataset(c.dataset, **c.options) for c in config.source.components]
+    components = [load_spec(c) for c in config.source.components]
     source = components[0] if len(components) == 1 else concatenate(components, name="mixed_source")
     source_train, source_holdout = _holdout_split(source, config.source.holdout_per_class, config.seed)
-    target = load_dataset(config.target.dataset.dataset, **config.target.dataset.options)
+    target = load_spec(config.target.dataset)
     if target.image_shape != source.image_shape:
         raise ValueError(
             f"source images are {source.image_shape} but target images are {target.image_shape}; "
-            "use loaders that produce the same shape (e.g. resize options of the format loaders)"
+            "set image_size and channels on the dataset entries so that they match"
         )
     split = few_shot_split(
         target, config.target.shots_per_class, config.target.test_size, config.target.split_seed
     )
     return StudyData(source_train, source_holdout, split.train, split.test)
+
+
+def load_spec(spec: DatasetSpec) -> ImageDataset:
+    """Load a dataset and bring it to the requested image size and channel count."""
+    dataset = load_dataset(spec.dataset, **spec.options)
+    if spec.image_size is None and spec.channels is None:
+        return dataset
+    from .data.formats import resize
+
+    channels, height, _ = dataset.image_shape
+    return resize(dataset, spec.image_size or height, spec.channels or channels)
 
 
 def _holdout_split(source: ImageDataset, per_class: int, seed: int) -> tuple[ImageDataset, ImageDataset]:

@@ -7,63 +7,34 @@ processes can import this package cheaply.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any, Callable
 
 from transfer_influence.data.base import ImageDataset, concatenate
 from transfer_influence.data.splits import TargetSplit, few_shot_split
 
 
-def _glyphs(**options: Any) -> ImageDataset:
-    from transfer_influence.data.glyphs import load_glyphs
-
-    return load_glyphs(**options)
-
-
-def _mnist5k(**options: Any) -> ImageDataset:
-    from transfer_influence.data.loaders import load_mnist5k
-
-    return load_mnist5k(**options)
-
-
-def _digits(**options: Any) -> ImageDataset:
-    from transfer_influence.data.loaders import load_digits28
-
-    return load_digits28(**options)
-
-
-def _fashion_mnist(**options: Any) -> ImageDataset:
-    from transfer_influence.data.loaders import load_fashion_mnist
-
-    return load_fashion_mnist(**options)
-
-
-def _cifar10(**options: Any) -> ImageDataset:
-    from transfer_influence.data.formats import load_cifar10
-
-    return load_cifar10(**options)
-
-
-def _cifar100(**options: Any) -> ImageDataset:
-    from transfer_influence.data.formats import load_cifar100
-
-    return load_cifar100(**options)
-
-
-def _image_folder(**options: Any) -> ImageDataset:
-    from transfer_influence.data.formats import load_image_folder
-
-    return load_image_folder(**options)
-
-
-_LOADERS: dict[str, Callable[..., ImageDataset]] = {
-    "glyphs": _glyphs,
-    "mnist5k": _mnist5k,
-    "digits": _digits,
-    "fashion_mnist": _fashion_mnist,
-    "cifar10": _cifar10,
-    "cifar100": _cifar100,
-    "image_folder": _image_folder,
+# Registry name → (module, loader function), imported only when that dataset is loaded.
+_LOADERS: dict[str, tuple[str, str]] = {
+    "glyphs": ("glyphs", "load_glyphs"),
+    "mnist5k": ("loaders", "load_mnist5k"),
+    "digits": ("loaders", "load_digits28"),
+    "fashion_mnist": ("loaders", "load_fashion_mnist"),
+    "cifar10": ("formats", "load_cifar10"),
+    "cifar100": ("formats", "load_cifar100"),
+    "image_folder": ("formats", "load_image_folder"),
 }
+
+
+def loader_for(name: str) -> Callable[..., ImageDataset]:
+    """The loader function behind a registry name."""
+    try:
+        module, function = _LOADERS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}") from None
+    return getattr(importlib.import_module(f"transfer_influence.data.{module}"), function)
+
 
 #: Names accepted by :func:`load_dataset`.
 DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
@@ -78,13 +49,19 @@ def load_dataset(name: str, /, **options: Any) -> ImageDataset:
     mnist5k / digits / fashion_mnist -> :mod:`transfer_influence.data.loaders`,
     cifar10 / cifar100 / image_folder -> :mod:`transfer_influence.data.formats`.
     """
-    try:
-        loader = _LOADERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}"
-        ) from None
+    loader = loader_for(name)
+    _check_options(name, loader, options)
     return loader(**options)
+
+
+def _check_options(name: str, loader: Callable[..., ImageDataset], options: dict[str, Any]) -> None:
+    """Turn a misspelt or missing option into one clear error instead of a TypeError deep inside."""
+    signature = inspect.signature(loader)
+    try:
+        signature.bind(**options)
+    except TypeError as exc:
+        accepted = ", ".join(signature.parameters)
+        raise ValueError(f"dataset {name!r}: {exc}; its options are: {accepted}") from None
 
 
 __all__ = [
