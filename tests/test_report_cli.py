@@ -55,7 +55,8 @@ def test_report_writes_figures_tables_and_page(finished_study: Path, capsys) -> 
     values = [float(r["influence"]) for r in rows]
     assert values == sorted(values, reverse=True)
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 5
+    assert (out / "diagnostics.json").exists() and "split-half Spearman" in page
     assert "random-init backbone" in page and "α = 0.5" in page
     assert "report.html" in capsys.readouterr().out
 
@@ -64,7 +65,7 @@ def test_influence_command_prints_ranking_and_writes_tables(finished_study: Path
     assert cli_main(["influence", str(finished_study), "--kind", "raw_margin", "--top", "2"]) == 0
     printed = capsys.readouterr().out
     assert "most positive overall influence" in printed and "10 models" in printed
-    assert np.load(finished_study / "influence" / "example_values_raw_margin.npy").shape == (8, 150)
+    assert np.load(finished_study / "influence" / "example_values_raw_margin_dim.npy").shape == (8, 150)
 
 
 def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys) -> None:
@@ -113,3 +114,23 @@ def test_linear_head_fits_and_outputs_are_consistent() -> None:
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     np.testing.assert_allclose(out["p_true"], p[:, 0], rtol=1e-6)
     np.testing.assert_allclose(out["softmax_margin"], [p[0, 0] - p[0, 1], p[1, 0] - p[1, 1]], rtol=1e-6)
+
+
+def test_plan_runs_pilots_and_recommends(tmp_path: Path, capsys) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tiny_config_dict())
+    code = cli_main(["plan", str(cfg), "--out", str(tmp_path / "pilots"), "--alphas", "0.5,0.25",
+                     "--pilot-seconds", "4", "--budget-minutes", "1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "recommended: alpha" in printed and "what it measures" in printed
+    assert (tmp_path / "pilots" / "pilot-alpha-0.25" / "study.json").exists()
+    assert "partition" in printed  # 1/0.25 is whole: the balanced design is piloted
+
+
+def test_report_with_the_ridge_estimator(finished_study: Path) -> None:
+    from transfer_influence.report import build_report
+
+    report = build_report(finished_study, estimator="ridge", diagnostics=False)
+    assert report.overall.estimator == "ridge" and report.per_target_class.values.shape == (8, 10)
+    page = report.html_path.read_text()
+    assert "estimator: ridge regression on the mask" in page

@@ -203,3 +203,65 @@ def test_cifar_format_target_resized_to_the_source_shape(tmp_path: Path) -> None
     mismatch = parse_config(tiny_config_dict(**{"target.dataset": {"dataset": "cifar10", "options": {"root": str(tmp_path)}}}))
     with pytest.raises(ValueError, match="image_size and channels"):
         run_study(mismatch, tmp_path / "other", progress=False)
+
+
+def test_stop_rule_checks_reliability_and_stops_early(tmp_path: Path, tiny_config, monkeypatch) -> None:
+    import io
+
+    import transfer_influence.diagnostics as diagnostics
+
+    never = tiny_config.with_overrides(num_models=16, **{"execution.stop_reliability": 0.999, "execution.stop_check_every": 8})
+    log = io.StringIO()
+    run_study(never, tmp_path / "never", progress=False, stream=log)
+    assert len(subset_files(tmp_path / "never")) == 16
+    assert log.getvalue().count("reliability check at") == 2
+
+    real = diagnostics.split_half_reliability
+
+    def reliable(*args, **kwargs):
+        curves = real(*args, **kwargs)
+        return {k: diagnostics.ReliabilityCurve(k, c.models_per_half, c.spearman * 0 + 0.95, c.spread, 1.0) for k, c in curves.items()}
+
+    monkeypatch.setattr(diagnostics, "split_half_reliability", reliable)
+    log = io.StringIO()
+    early = never.with_overrides(num_models=40, **{"execution.stop_reliability": 0.9})
+    report = run_study(early, tmp_path / "early", progress=False, stream=log)
+    # The check at 8 models cannot split 4 + 4 models with every class in and out: not yet measurable.
+    assert "at 8 models: split-half Spearman (target_class) nan" in log.getvalue()
+    assert "at 16 models: split-half Spearman (target_class) 0.950 ≥ 0.9; stopping" in log.getvalue()
+    assert len(subset_files(tmp_path / "early")) == 16 and report.planned == 42
+
+
+def test_several_few_shot_heads_are_averaged(tmp_path: Path) -> None:
+    config = parse_config(tiny_config_dict(num_models=3, **{"target.head_splits": 3, "baselines.repeats": 0}))
+    run_study(config, tmp_path / "study", progress=False)
+    results = open_study(tmp_path / "study")
+    with np.load(tmp_path / "study" / "data.npz") as data:
+        heads = data["target_train__heads"]
+        labels = data["target_train__labels"]
+    assert np.bincount(heads).tolist() == [50, 50, 50]  # 5 shots × 10 digits per head
+    assert all(np.bincount(labels[heads == h]).tolist() == [5] * 10 for h in range(3))
+    correct = results.outputs("correct")
+    assert set(np.unique(correct)) <= {0.0, 1 / 3, 2 / 3, 1.0} or np.allclose(correct * 3, np.round(correct * 3))
+
+
+def test_partial_estimates_need_the_flag(tmp_path: Path, tiny_config, capsys) -> None:
+    study = tmp_path / "study"
+    run_study(tiny_config.with_overrides(num_models=4, **{"design.kind": "complement"}), study, progress=False)
+    meta = json.loads((study / "study.json").read_text())
+    meta["config"]["num_models"] = 10  # as if the study were still running
+    (study / "study.json").write_text(json.dumps(meta))
+    assert cli_main(["influence", str(study)]) == 2
+    assert "--partial" in capsys.readouterr().err
+    assert cli_main(["influence", str(study), "--partial"]) == 0
+    assert "partial estimate: 4 of 10 models" in capsys.readouterr().out
+
+
+def test_analysis_settings_change_without_refusal(tmp_path: Path, tiny_config) -> None:
+    study = tmp_path / "study"
+    run_study(tiny_config.with_overrides(num_models=3), study, progress=False)
+    ridge = tiny_config.with_overrides(num_models=3, **{"analysis.estimator": "ridge", "execution.workers": 3})
+    assert ridge.results_key() == tiny_config.results_key()
+    run_study(ridge, study, progress=False)
+    stored = json.loads((study / "study.json").read_text())["config"]
+    assert stored["analysis"]["estimator"] == "ridge" and stored["execution"]["workers"] == 3

@@ -9,6 +9,7 @@ for the group, which per-example standard errors cannot give (the examples' nois
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -41,22 +42,33 @@ def group_means(outputs: np.ndarray, groups: np.ndarray, num_groups: int) -> np.
     return np.asarray(outputs, dtype=np.float32) @ averaging
 
 
-def overall_influence(results: StudyResults, kind: str = "p_true") -> ClassInfluence:
+def _estimate(
+    results: StudyResults, outputs: np.ndarray, target_ids: Sequence[str], kind: str, estimator: str
+) -> ClassInfluence:
+    if estimator == "dim":
+        return class_influence(results.masks, outputs, results.class_names, target_ids, kind)
+    if estimator == "ridge":
+        from .datamodels import datamodel_influence
+
+        return datamodel_influence(results.masks, outputs, results.class_names, target_ids, kind, blocks=results.blocks)
+    raise ValueError(f"unknown estimator {estimator!r}; choose 'dim' or 'ridge'")
+
+
+def overall_influence(results: StudyResults, kind: str = "p_true", estimator: str = "dim") -> ClassInfluence:
     """Each class's influence on the mean output over all target examples (paper Figure 1)."""
-    outputs = results.outputs(kind)
-    mean = np.asarray(outputs, dtype=np.float64).mean(axis=1, keepdims=True)
-    return class_influence(results.masks, mean, results.class_names, ("all targets",), kind)
+    mean = np.asarray(results.outputs(kind), dtype=np.float64).mean(axis=1, keepdims=True)
+    return _estimate(results, mean, ("all targets",), kind, estimator)
 
 
-def per_target_class_influence(results: StudyResults, kind: str = "p_true") -> ClassInfluence:
+def per_target_class_influence(results: StudyResults, kind: str = "p_true", estimator: str = "dim") -> ClassInfluence:
     """K × C: influence on the mean output over the examples of each target class (Figure 3)."""
     aggregated = group_means(results.outputs(kind), results.target_labels, len(results.target_class_names))
-    return class_influence(results.masks, aggregated, results.class_names, results.target_class_names, kind)
+    return _estimate(results, aggregated, results.target_class_names, kind, estimator)
 
 
-def example_influence(results: StudyResults, kind: str = "p_true") -> ClassInfluence:
+def example_influence(results: StudyResults, kind: str = "p_true", estimator: str = "dim") -> ClassInfluence:
     """K × n: influence on every target example (Algorithm 1 as written)."""
-    return class_influence(results.masks, results.outputs(kind), results.class_names, results.target_ids, kind)
+    return _estimate(results, results.outputs(kind), results.target_ids, kind, estimator)
 
 
 @dataclass(frozen=True)

@@ -43,16 +43,25 @@ class TargetConfig(_Strict):
     shots_per_class: int = Field(default=10, ge=1)
     test_size: int | None = Field(default=2000, ge=1)
     split_seed: int = 0
+    head_splits: int = Field(
+        default=1,
+        ge=1,
+        description="disjoint few-shot training sets per model: one head is fitted on each and the "
+        "outputs are averaged over heads, so the result does not hinge on one draw of the shots",
+    )
 
 
 class DesignConfig(_Strict):
     """How the class subsets S_1..S_m are drawn.
 
+    ``kind``: ``iid`` draws independent random subsets of round(alpha·K) classes (the paper's
+    design); ``complement`` pairs each subset S with its complement; ``partition`` splits the
+    classes into 1/alpha groups per block of 1/alpha models (every class equally often).
     ``alpha`` is the fraction of source classes in each subset. It defines the counterfactual being
     measured: a class's influence is its effect *within a source of alpha·K classes*.
     """
 
-    kind: Literal["iid", "complement"] = "iid"
+    kind: Literal["iid", "complement", "partition"] = "iid"
     alpha: float = Field(default=0.5, gt=0.0, lt=1.0)
 
 
@@ -69,9 +78,10 @@ class TrainConfig(_Strict):
     batch_size: int = Field(default=128, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    seeding: Literal["independent", "common"] = Field(
+    seeding: Literal["independent", "common", "block"] = Field(
         default="independent",
-        description="'common' uses the same initialisation and data-order seed for every model",
+        description="'independent': a seed per model; 'common': one seed for every model; 'block': one "
+        "seed per design block (common random numbers that cancel within balanced blocks)",
     )
 
 
@@ -93,6 +103,17 @@ class ExecutionConfig(_Strict):
     max_attempts: int = Field(default=3, ge=1, description="tries per run before the study stops")
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     amp: bool = False
+    stop_reliability: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="stop before num_models once the split-half Spearman at stop_level reaches this",
+    )
+    stop_level: Literal["overall", "target_class", "example"] = "target_class"
+    stop_check_every: int = Field(default=100, ge=8, description="subset models between reliability checks")
+    stop_after_seconds: float | None = Field(
+        default=None, gt=0, description="stop starting new runs after this much wall time (a compute budget)"
+    )
 
     @field_validator("workers")
     @classmethod
@@ -100,6 +121,13 @@ class ExecutionConfig(_Strict):
         if isinstance(value, int) and value < 1:
             raise ValueError("workers must be at least 1 or 'auto'")
         return value
+
+
+class AnalysisConfig(_Strict):
+    """What the report and the demo show first; not part of the results key."""
+
+    estimator: Literal["dim", "ridge"] = "dim"
+    output_kind: Literal["p_true", "correct", "raw_margin", "softmax_margin"] = "p_true"
 
 
 class BaselineConfig(_Strict):
@@ -118,10 +146,11 @@ class StudyConfig(_Strict):
     transfer: TransferConfig = TransferConfig()
     baselines: BaselineConfig = BaselineConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
 
     def results_key(self) -> str:
-        """Hash of every setting that changes results (not num_models, not execution)."""
-        payload = self.model_dump(mode="json", exclude={"execution": True, "num_models": True})
+        """Hash of every setting that changes results (not num_models, execution or analysis)."""
+        payload = self.model_dump(mode="json", exclude=NOT_RESULTS)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_overrides(self, **changes: Any) -> "StudyConfig":
@@ -133,6 +162,10 @@ class StudyConfig(_Strict):
                 node = node[part]
             node[leaf] = value
         return StudyConfig.model_validate(data)
+
+
+NOT_RESULTS = {"execution": True, "num_models": True, "analysis": True}
+"""Settings that change how a study runs or is shown, never its runs' numbers."""
 
 
 class ConfigError(ValueError):

@@ -42,6 +42,8 @@ class ClassInfluence:
     class_names: tuple[str, ...]
     target_ids: tuple[str, ...]
     output_kind: str | None = None
+    estimator: str = "dim"
+    """``dim`` (difference of means) or ``ridge`` (regression coefficients on the mask)."""
 
     @property
     def num_models(self) -> int:

@@ -40,7 +40,8 @@ class RunSummary:
     attempts: int = 1
 
 
-ProgressCallback = Callable[[RunSummary], None]
+ProgressCallback = Callable[[RunSummary], bool]
+"""Called once per finished run; returning True stops the study after the runs in flight."""
 
 
 class Executor(Protocol):
@@ -109,8 +110,9 @@ class SerialExecutor:
                         raise RunFailedError(f"run {spec.run_id} failed {attempt} times; last error: {exc!r}") from exc
                     continue
                 summary.attempts = attempt
-                on_done(summary)
                 done.append(summary)
+                if on_done(summary):
+                    return done
                 break
         return done
 
@@ -200,8 +202,9 @@ class ProcessExecutor:
             else:
                 summary = future.result()
                 summary.attempts = self.attempts.get(spec.run_id, 0) + 1
-                on_done(summary)
                 done.append(summary)
+                if on_done(summary):
+                    queue.clear()  # stop: let the runs in flight finish, start no more
         return broken
 
     def _count_failure(self, spec: RunSpec, reason: str) -> None:

@@ -51,18 +51,71 @@ def complement_mask(seed: int, index: int, num_classes: int, alpha: float) -> np
     return base if index % 2 == 0 else ~base
 
 
-def design_mask(config: StudyConfig, index: int, num_classes: int) -> np.ndarray:
+def partition_block_size(alpha: float) -> int:
+    block = int(round(1 / alpha))
+    if abs(block * alpha - 1) > 1e-6:
+        raise ValueError(
+            f"design.kind 'partition' needs 1/alpha to be a whole number (alpha = 1/2, 1/3, 1/4, ...), "
+            f"got alpha={alpha}; use alpha={1 / block:.4g} or the 'iid' design"
+        )
+    return block
+
+
+def partition_mask(seed: int, index: int, num_classes: int, alpha: float) -> np.ndarray:
+    """Balanced blocks: the 1/alpha models of a block split a random permutation of the classes
+    into 1/alpha groups, so every class is in exactly one model per block (complement pairs are the
+    case alpha = 1/2). Inclusion counts are equal for all classes, and the differences between
+    blocks cancel out of each class's comparison."""
+    block = partition_block_size(alpha)
+    if num_classes < block:
+        raise ValueError(f"partition design needs at least 1/alpha = {block} classes, got {num_classes}")
+    rng = np.random.default_rng([_SUBSET_STREAM, seed, index // block])
+    groups = np.array_split(rng.permutation(num_classes), block)
+    mask = np.zeros(num_classes, dtype=bool)
+    mask[groups[index % block]] = True
+    return mask
+
+
+DESIGNS = {"iid": iid_mask, "complement": complement_mask, "partition": partition_mask}
+
+
+def design_mask(config: StudyConfig, index: int, num_classes: int, seed_offset: int = 0) -> np.ndarray:
+    """Model ``index``'s subset; ``seed_offset`` draws from the same design with another seed
+    (knockoff classes for false-discovery estimates)."""
     kind = config.design.kind
-    if kind == "iid":
-        return iid_mask(config.seed, index, num_classes, config.design.alpha)
-    if kind == "complement":
-        return complement_mask(config.seed, index, num_classes, config.design.alpha)
-    raise ValueError(f"unknown design.kind {kind!r}")
+    if kind not in DESIGNS:
+        raise ValueError(f"unknown design.kind {kind!r}; choose one of {sorted(DESIGNS)}")
+    return DESIGNS[kind](config.seed + seed_offset, index, num_classes, config.design.alpha)
+
+
+def knockoff_masks(config: StudyConfig, indices: np.ndarray, num_classes: int) -> np.ndarray:
+    """Masks of fake classes from the same design but another seed: independent of every output."""
+    return np.stack([design_mask(config, int(i), num_classes, seed_offset=1_000_003) for i in indices])
+
+
+def design_block_size(config: StudyConfig) -> int:
+    """Models per block: 1/alpha for the partition design, 2 for complement pairs, round(1/alpha) for iid."""
+    if config.design.kind == "complement":
+        return 2
+    return max(2, int(round(1 / config.design.alpha)))
 
 
 def train_seed(config: StudyConfig, index: int) -> int:
-    """Seed for a model's initialisation and data order: per model, or shared ('common')."""
-    key = [_TRAIN_STREAM, config.seed] if config.train.seeding == "common" else [_TRAIN_STREAM, config.seed, index]
+    """Seed for a model's initialisation and data order.
+
+    ``independent``: one per model. ``common``: one for the whole study (results are conditional on
+    that one seed). ``block``: one per design block — with the partition design every class is in
+    exactly one model of each block, so a block's shared seed effect enters the in- and out-means
+    with equal weight and cancels from every difference, while the estimate still averages over
+    the blocks' seeds.
+    """
+    seeding = config.train.seeding
+    if seeding == "common":
+        key = [_TRAIN_STREAM, config.seed]
+    elif seeding == "block":
+        key = [_TRAIN_STREAM, config.seed, 1 << 40, index // design_block_size(config)]
+    else:
+        key = [_TRAIN_STREAM, config.seed, index]
     return int(np.random.default_rng(key).integers(0, 2**31 - 1))
 
 

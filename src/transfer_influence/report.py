@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +25,19 @@ from .analysis import (  # noqa: E402
     ranked,
     top_and_bottom,
 )
+from .convergence import Diagnostics, diagnose  # noqa: E402
+from .diagnostics import LEVEL_NAMES, significant_classes  # noqa: E402
 from .estimators import ClassInfluence  # noqa: E402
 from .results import StudyResults, open_study  # noqa: E402
 from .store import DATA_FILE  # noqa: E402
 
 REPORT_DIR = "report"
+ESTIMATOR_NAMES = {"dim": "difference of means", "ridge": "ridge regression on the mask"}
+SEEDING_TEXT = {
+    "independent": "each model its own initialisation and data-order seed",
+    "common": "one seed for every model",
+    "block": "one seed per design block, shared by models that together hold every class once",
+}
 
 
 def class_thumbnails(study_dir: Path) -> dict[str, np.ndarray]:
@@ -67,8 +74,9 @@ def plot_overall(influence: ClassInfluence, thumbs: dict[str, np.ndarray], k: in
     ax.barh(y, values, xerr=errors, color=colours, error_kw={"elinewidth": 0.8, "ecolor": "#444"})
     ax.set_yticks(y, [_label(r.name) for r in rows])
     ax.axvline(0, color="black", linewidth=0.6)
-    ax.set_xlabel(f"influence on mean {influence.output_kind} over all target examples (±95% CI)")
-    ax.set_title(f"Most positive and negative source classes ({influence.num_models} models)")
+    what = "influence" if influence.estimator == "dim" else "ridge coefficient"
+    ax.set_xlabel(f"{what} on mean {influence.output_kind} over all target examples (±95% CI)")
+    ax.set_title(f"Most positive and negative source classes ({influence.num_models} models, {ESTIMATOR_NAMES[influence.estimator]})")
     # Tick labels are pushed left to leave room for each class's thumbnail beside the axis.
     ax.tick_params(axis="y", pad=26)
     for yi, row in zip(y, rows):
@@ -123,6 +131,52 @@ def plot_baselines(summary: BaselineSummary, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_reliability(diag: Diagnostics, kind: str, path: Path) -> None:
+    """Split-half Spearman against models per half, measured and Spearman–Brown fit, per level."""
+    estimators = [est for (k, est) in diag.reliability if k == kind]
+    fig, axes = plt.subplots(1, len(estimators), figsize=(5.2 * len(estimators), 3.8), squeeze=False)
+    colours = {"overall": "#1b9e77", "target_class": "#d95f02", "example": "#7570b3"}
+    for ax, est in zip(axes[0], estimators):
+        for level, curve in diag.reliability[(kind, est)].items():
+            h = curve.models_per_half
+            ax.errorbar(h, curve.spearman, yerr=curve.spread, fmt="o", color=colours[level], label=LEVEL_NAMES[level])
+            if np.isfinite(curve.spearman_brown_c):
+                grid = np.geomspace(h[0], max(h[-1] * 8, 10), 60)
+                ax.plot(grid, grid / (grid + curve.spearman_brown_c), color=colours[level], alpha=0.6)
+        ax.axhline(diag.target_reliability, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("models per half")
+        ax.set_ylabel("split-half Spearman")
+        ax.set_title(f"{kind}, estimator {est}")
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_bootstrap_and_knockoffs(diag: Diagnostics, path: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if diag.bootstrap is not None:
+        left.plot(diag.bootstrap.models, diag.bootstrap.mean_std, "o-")
+        left.set_xscale("log")
+        left.set_yscale("log")
+        left.set_xlabel("models")
+        left.set_ylabel("bootstrap std of overall influence\n(mean over classes)")
+        left.set_title("Bootstrap error (paper Fig. 8)")
+    if diag.knockoffs is not None:
+        right.plot(diag.knockoffs.top_k, diag.knockoffs.fdr_positive, label="top-k most positive")
+        right.plot(diag.knockoffs.top_k, diag.knockoffs.fdr_negative, label="top-k most negative")
+        right.set_xlabel("k")
+        right.set_ylabel("estimated false-discovery rate")
+        right.set_ylim(0, 1.05)
+        right.set_title("Knockoff FDR (paper Fig. 30)")
+        right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_overall_csv(influence: ClassInfluence, path: Path) -> None:
     with open(path, "w", newline="") as handle:
         out = csv.writer(handle)
@@ -159,17 +213,28 @@ class Report:
     per_target_class: ClassInfluence
     baselines: BaselineSummary
     lookalikes: LookalikeCheck | None
+    diagnostics: Diagnostics | None
 
 
-def build_report(study_dir: str | Path, kind: str = "p_true", top_k: int = 15, per_class_k: int = 5) -> Report:
+def build_report(
+    study_dir: str | Path,
+    kind: str | None = None,
+    estimator: str | None = None,
+    top_k: int = 15,
+    per_class_k: int = 5,
+    diagnostics: bool = True,
+) -> Report:
+    """Figures, tables and report.html; output kind and estimator default to the config's ``analysis``."""
     study_dir = Path(study_dir)
     results = open_study(study_dir)
+    kind = kind or results.config.analysis.output_kind
+    estimator = estimator or results.config.analysis.estimator
     if results.num_models < 3:
         raise ValueError(f"{study_dir} has {results.num_models} finished models; a report needs at least 3")
     out = study_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
-    overall = overall_influence(results, kind)
-    per_class = per_target_class_influence(results, kind)
+    overall = overall_influence(results, kind, estimator)
+    per_class = per_target_class_influence(results, kind, estimator)
     baselines = baseline_summary(results)
     thumbs = class_thumbnails(study_dir)
     plot_overall(overall, thumbs, top_k, out / "overall_influence.png")
@@ -179,9 +244,15 @@ def build_report(study_dir: str | Path, kind: str = "p_true", top_k: int = 15, p
     write_per_target_csv(per_class, out / "per_target_class_influence.csv")
     write_baselines_csv(baselines, out / "baselines.csv")
     lookalikes = lookalike_check(per_class, top_k=3)
+    diag = None
+    if diagnostics and results.num_models >= 8:
+        diag = diagnose(results, kinds=results.output_kinds, primary=(kind, estimator), repeats=3)
+        diag.save(out / "diagnostics.json")
+        plot_reliability(diag, kind, out / "reliability.png")
+        plot_bootstrap_and_knockoffs(diag, out / "bootstrap_knockoffs.png")
     html_path = out / "report.html"
-    html_path.write_text(_html(results, overall, per_class, baselines, lookalikes, out, per_class_k))
-    return Report(out, html_path, overall, per_class, baselines, lookalikes)
+    html_path.write_text(_html(results, overall, per_class, baselines, lookalikes, diag, out, per_class_k))
+    return Report(out, html_path, overall, per_class, baselines, lookalikes, diag)
 
 
 def _img(path: Path) -> str:
@@ -201,12 +272,14 @@ def _html(
     per_class: ClassInfluence,
     baselines: BaselineSummary,
     lookalikes: LookalikeCheck | None,
+    diag: Diagnostics | None,
     out: Path,
     per_class_k: int,
 ) -> str:
     config = results.config
     meta = results.metadata
-    significant = int((np.abs(overall.z_scores[:, 0]) > 1.96).sum())
+    significant = significant_classes(overall, 0, fdr=0.1)
+    significant_text = ", ".join(f"{_label(n)} ({v:+.4f})" for n, v, _ in significant) or "none"
     baseline_rows = [[label, f"{m:.4f}", f"{s:.4f}", str(c)] for label, (m, s, c) in baselines.rows.items()]
     per_class_rows = []
     for column, target in enumerate(per_class.target_ids):
@@ -231,10 +304,11 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 img{{max-width:100%}}code{{background:#f4f4f4;padding:0 3px}}</style></head><body>
 <h1>Source-class influence: {html.escape(config.name)}</h1>
 <p>{results.num_models} transferred models; {len(results.class_names)} source classes; {len(results.target_ids)}
-target test examples in {len(results.target_class_names)} classes; output <code>{html.escape(overall.output_kind or '')}</code>.
+target test examples in {len(results.target_class_names)} classes; output <code>{html.escape(overall.output_kind or '')}</code>;
+estimator: {ESTIMATOR_NAMES[overall.estimator]}.
 Design <code>{config.design.kind}</code> with subset ratio α = {config.design.alpha:g}: each model's source holds
 {config.design.alpha:g}·K classes, so an influence is a class's effect <em>within a source of that size</em>.
-Seeding: <code>{config.train.seeding}</code>. Fixed-feature transfer: frozen backbone with BatchNorm in eval mode
+Seeding: <code>{config.train.seeding}</code> ({SEEDING_TEXT[config.train.seeding]}). Fixed-feature transfer: frozen backbone with BatchNorm in eval mode
 (source statistics), logistic head (L2 = {config.transfer.head_l2:g}) fitted by L-BFGS on
 {config.target.shots_per_class} examples per target class.</p>
 <p>Study seed {meta['seed']}, git commit <code>{html.escape(str(meta.get('git_commit')))}</code>,
@@ -242,12 +316,32 @@ versions {html.escape(', '.join(f'{k} {v}' for k, v in meta['versions'].items())
 <h2>Baselines: does pretraining matter?</h2>{_table(["backbone", "target accuracy", "std", "count"], baseline_rows)}
 {_img(out / "baselines.png")}
 <h2>Overall influence (Figure 1)</h2>
-<p>{significant} of {len(results.class_names)} classes have an overall influence different from zero at the 95% level
-(unadjusted). Full table: <code>overall_influence.csv</code>.</p>
+<p>Classes whose overall influence differs from zero with the false-discovery rate controlled at 10%
+(Benjamini–Hochberg over {len(results.class_names)} classes): {len(significant)} — {html.escape(significant_text)}.
+Full table: <code>overall_influence.csv</code>.</p>
 {_img(out / "overall_influence.png")}
 <h2>Per target class (Figure 3)</h2>{_img(out / "per_target_class.png")}
 {_table(["target class", f"top {per_class_k} source classes", f"bottom {per_class_k} source classes"], per_class_rows)}
 {look}
+{_diagnostics_html(diag, config.design.alpha, overall.output_kind or "p_true", overall.estimator, out)}
 <p>Tables: <code>overall_influence.csv</code>, <code>per_target_class_influence.csv</code>, <code>baselines.csv</code>.</p>
 </body></html>
 """
+
+
+def _diagnostics_html(diag: Diagnostics | None, alpha: float, kind: str, estimator: str, out: Path) -> str:
+    if diag is None:
+        return "<h2>Reliability</h2><p>Diagnostics need at least 8 finished models.</p>"
+    rows = diag.table()
+    header = list(rows[0].keys())
+    primary = [r for r in rows if r["estimator"] == estimator and r["output_kind"] == kind]
+    summary = "; ".join(f"{LEVEL_NAMES[str(r['level'])]} {r['split_half_spearman']:.2f}" for r in primary)
+    return f"""<h2>Reliability (α = {alpha:g}, {diag.num_models} models)</h2>
+<p>Split-half Spearman — influences from two disjoint halves of the models, correlated — for
+<code>{html.escape(kind)}</code> and {ESTIMATOR_NAMES[estimator]}: {html.escape(summary)}. The last column projects the
+total number of models for a split-half Spearman of {diag.target_reliability:g}, from the Spearman–Brown
+curve fitted to the measured points; held-out Spearman scores influences as a linear model of the
+outputs of a quarter of the models left out of the estimate.</p>
+{_img(out / "reliability.png")}
+{_table(header, [[str(r[h]) for h in header] for r in rows])}
+{_img(out / "bootstrap_knockoffs.png")}"""

@@ -120,6 +120,17 @@ class StudyResults:
     def num_models(self) -> int:
         return int(self.run_indices.size)
 
+    @property
+    def blocks(self) -> np.ndarray | None:
+        """Design block of each finished model, where the design or the seeding is blocked
+        (partition/complement designs, ``train.seeding: block``); None for independent models."""
+        from .plan import design_block_size
+
+        config = self.config
+        if config.design.kind == "iid" and config.train.seeding != "block":
+            return None
+        return self.run_indices // design_block_size(config)
+
     def outputs(self, kind: str = "p_true") -> np.ndarray:
         """(models × target examples) outputs of the given kind, rows in ``run_indices`` order."""
         if kind not in self.output_kinds:

@@ -97,12 +97,15 @@ class Worker:
         return model, source_accuracy
 
     def _transfer(self, model: SmallCNN) -> tuple[dict[str, np.ndarray], float]:
-        head = LinearHead(self.config.transfer.head_l2, self.config.transfer.head_max_iter)
-        head.fit(
-            extract_features(model, self.target_train_x),
-            self.data.target_train.labels,
-            self.num_target_classes,
-        )
-        logits = head.logits(extract_features(model, self.target_test_x))
-        outputs = output_kinds_from_logits(logits, self.data.target_test.labels)
+        """Fit one head per few-shot training set and average each output kind over the heads."""
+        train_features = extract_features(model, self.target_train_x)
+        test_features = extract_features(model, self.target_test_x)
+        labels = self.data.target_train.labels
+        heads = self.data.target_train_heads
+        per_head = []
+        for h in range(int(heads.max()) + 1):
+            head = LinearHead(self.config.transfer.head_l2, self.config.transfer.head_max_iter)
+            head.fit(train_features[heads == h], labels[heads == h], self.num_target_classes)
+            per_head.append(output_kinds_from_logits(head.logits(test_features), self.data.target_test.labels))
+        outputs = {k: np.mean([o[k] for o in per_head], axis=0).astype(np.float32) for k in per_head[0]}
         return outputs, float(outputs["correct"].mean())

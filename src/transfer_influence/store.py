@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import StudyConfig
+from .config import NOT_RESULTS, StudyConfig
 from .plan import RunSpec
 from .outputs import OUTPUT_KINDS
 
@@ -109,8 +109,11 @@ class StudyStore:
         if (path / STUDY_FILE).exists():
             store = cls.open(path)
             store._check_compatible(config, fingerprints)
-            if store.metadata["config"]["num_models"] != config.num_models:
-                store.metadata["config"]["num_models"] = config.num_models
+            # Settings outside the results key follow the latest config (more models, another machine).
+            latest = config.model_dump(mode="json")
+            changed = {k: latest[k] for k in NOT_RESULTS if store.metadata["config"].get(k) != latest[k]}
+            if changed:
+                store.metadata["config"].update(changed)
                 store._write_metadata()
             return store
         if path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()):
@@ -152,8 +155,8 @@ class StudyStore:
 
     def _check_compatible(self, config: StudyConfig, fingerprints: dict[str, str]) -> None:
         if self.metadata["results_key"] != config.results_key():
-            stored = {k: v for k, v in self.metadata["config"].items() if k not in ("execution", "num_models")}
-            new = config.model_dump(mode="json", exclude={"execution": True, "num_models": True})
+            stored = {k: v for k, v in self.metadata["config"].items() if k not in NOT_RESULTS}
+            new = config.model_dump(mode="json", exclude=NOT_RESULTS)
             diffs = _config_differences(stored, new) or ["(settings differ)"]
             raise StudyMismatchError(
                 f"{self.path} was created with a different config, so its runs cannot be mixed with "

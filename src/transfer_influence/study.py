@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from tqdm import tqdm
 
@@ -84,8 +84,9 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
         started = time.perf_counter()
         if specs:
             executor = make_executor(config, study_dir, len(specs))
+            stop_rule = _stop_rule(config, store, stream)
             with _progress_bar(len(specs), progress, stream) as on_done:
-                report.executed = executor.execute(specs, on_done)
+                report.executed = executor.execute(specs, lambda s: on_done(s) or stop_rule(s))
         seconds_runs = time.perf_counter() - started
         started = time.perf_counter()
         consolidate(store)
@@ -99,6 +100,60 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
         }
         _append_timings(store, report.timings)
         return report
+
+
+def _stop_rule(config: StudyConfig, store: StudyStore, stream: IO[str]) -> Callable[[RunSummary], bool]:
+    """True (stop) once the time budget is spent or, checked every ``stop_check_every`` subset
+    models, the split-half reliability of the finished runs reaches ``stop_reliability``."""
+    execution = config.execution
+    deadline = None if execution.stop_after_seconds is None else time.perf_counter() + execution.stop_after_seconds
+    reliable = _reliability_rule(config, store, stream)
+
+    announced = []
+
+    def check(summary: RunSummary) -> bool:
+        if deadline is not None and time.perf_counter() >= deadline:
+            if not announced:
+                print(f"  time budget of {execution.stop_after_seconds:g} s spent; stopping", file=stream, flush=True)
+                announced.append(True)
+            return True
+        return reliable(summary)
+
+    return check
+
+
+def _reliability_rule(config: StudyConfig, store: StudyStore, stream: IO[str]) -> Callable[[RunSummary], bool]:
+    target = config.execution.stop_reliability
+    if target is None:
+        return lambda summary: False
+    from .diagnostics import split_half_reliability
+    from .results import open_study
+
+    level, every = config.execution.stop_level, config.execution.stop_check_every
+    state = {"since": 0}
+
+    def check(summary: RunSummary) -> bool:
+        if not summary.run_id.startswith("subset-"):
+            return False
+        state["since"] += 1
+        if state["since"] < every:
+            return False
+        state["since"] = 0
+        results = open_study(store.path)
+        curve = split_half_reliability(
+            results.masks, results.outputs("p_true"), results.target_labels,
+            len(results.target_class_names), levels=(level,), points=1, repeats=3, blocks=results.blocks,
+        )[level]
+        reached = curve.at_full_size >= target
+        print(
+            f"  reliability check at {results.num_models} models: split-half Spearman ({level}) "
+            f"{curve.at_full_size:.3f}{' ≥' if reached else ' <'} {target:g}" + ("; stopping" if reached else ""),
+            file=stream,
+            flush=True,
+        )
+        return reached
+
+    return check
 
 
 def _append_timings(store: StudyStore, timings: dict[str, float]) -> None:
@@ -117,7 +172,7 @@ def _progress_bar(total: int, enabled: bool, stream: IO[str]) -> Iterator:
     step = max(1, total // 10)
     count = 0
 
-    def on_done(summary: RunSummary) -> None:
+    def on_done(summary: RunSummary) -> bool:
         nonlocal count
         count += 1
         minutes = (time.perf_counter() - started) / 60
@@ -132,6 +187,7 @@ def _progress_bar(total: int, enabled: bool, stream: IO[str]) -> Iterator:
                 file=stream,
                 flush=True,
             )
+        return False
 
     try:
         yield on_done

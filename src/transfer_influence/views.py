@@ -25,6 +25,8 @@ class StudyData:
     source_holdout: ImageDataset
     target_train: ImageDataset
     target_test: ImageDataset
+    target_train_heads: np.ndarray
+    """For each target training example, the head (few-shot split) it trains."""
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -64,10 +66,22 @@ def build_study_data(config: StudyConfig) -> StudyData:
             f"source images are {source.image_shape} but target images are {target.image_shape}; "
             "set image_size and channels on the dataset entries so that they match"
         )
+    heads = config.target.head_splits
     split = few_shot_split(
-        target, config.target.shots_per_class, config.target.test_size, config.target.split_seed
+        target, config.target.shots_per_class * heads, config.target.test_size, config.target.split_seed
     )
-    return StudyData(source_train, source_holdout, split.train, split.test)
+    head_of = _assign_heads(split.train.labels, heads, config.target.split_seed)
+    return StudyData(source_train, source_holdout, split.train, split.test, head_of)
+
+
+def _assign_heads(labels: np.ndarray, heads: int, seed: int) -> np.ndarray:
+    """Deal each class's training examples evenly and at random to ``heads`` few-shot sets."""
+    rng = np.random.default_rng([_HOLDOUT_STREAM, seed, heads])
+    head_of = np.zeros(labels.size, dtype=np.int64)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        head_of[members] = rng.permutation(members.size) % heads
+    return head_of
 
 
 def load_spec(spec: DatasetSpec) -> ImageDataset:
@@ -114,6 +128,7 @@ def save_study_data(data: StudyData, path: Path) -> None:
         arrays[f"{part}__ids"] = ds.example_ids.astype(str)
         arrays[f"{part}__classes"] = np.asarray(ds.class_names, dtype=str)
         arrays[f"{part}__name"] = np.asarray(ds.name)
+    arrays["target_train__heads"] = data.target_train_heads
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
@@ -134,4 +149,5 @@ def load_study_data(path: Path) -> StudyData:
             )
             for part in _PARTS
         }
-    return StudyData(**parts)
+        heads = archive["target_train__heads"]
+    return StudyData(**parts, target_train_heads=heads)

@@ -1,0 +1,109 @@
+"""All convergence diagnostics of one study, for every output kind and estimator, as one object."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .diagnostics import (
+    BootstrapCurve,
+    KnockoffFDR,
+    ReliabilityCurve,
+    bootstrap_std,
+    held_out_spearman,
+    knockoff_fdr,
+    split_half_reliability,
+)
+from .plan import knockoff_masks
+from .results import StudyResults
+
+
+@dataclass
+class Diagnostics:
+    """Split-half curves and held-out Spearman per (output kind, estimator), plus the bootstrap and
+    knockoff curves of the primary output kind."""
+
+    num_models: int
+    target_reliability: float
+    reliability: dict[tuple[str, str], dict[str, ReliabilityCurve]] = field(default_factory=dict)
+    held_out: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    bootstrap: BootstrapCurve | None = None
+    knockoffs: KnockoffFDR | None = None
+
+    def table(self) -> list[dict[str, object]]:
+        """One row per (output kind, estimator, level): the numbers users compare."""
+        rows = []
+        for (kind, est), curves in self.reliability.items():
+            for level, curve in curves.items():
+                rows.append({
+                    "output_kind": kind,
+                    "estimator": est,
+                    "level": level,
+                    "split_half_spearman": round(curve.at_full_size, 4),
+                    "models_per_half": int(curve.models_per_half[-1]),
+                    "full_study_reliability": round(curve.full_study_reliability, 4),
+                    "held_out_spearman": round(self.held_out.get((kind, est), {}).get(level, float("nan")), 4),
+                    f"models_for_split_half_{self.target_reliability:g}": int(round(curve.models_for(self.target_reliability)))
+                    if np.isfinite(curve.spearman_brown_c) else None,
+                })
+        return rows
+
+    def save(self, path: Path) -> None:
+        payload = {
+            "num_models": self.num_models,
+            "target_reliability": self.target_reliability,
+            "table": self.table(),
+            "curves": {
+                f"{kind}/{est}/{level}": {
+                    "models_per_half": c.models_per_half.tolist(),
+                    "spearman": c.spearman.tolist(),
+                    "spread": c.spread.tolist(),
+                    "spearman_brown_c": c.spearman_brown_c,
+                }
+                for (kind, est), curves in self.reliability.items()
+                for level, c in curves.items()
+            },
+            "bootstrap": None if self.bootstrap is None else {
+                "models": self.bootstrap.models.tolist(), "mean_std": self.bootstrap.mean_std.tolist()
+            },
+            "knockoffs": None if self.knockoffs is None else {
+                "top_k": self.knockoffs.top_k.tolist(),
+                "fdr_positive": self.knockoffs.fdr_positive.tolist(),
+                "fdr_negative": self.knockoffs.fdr_negative.tolist(),
+            },
+        }
+        path.write_text(json.dumps(payload, indent=2))
+
+
+def diagnose(
+    results: StudyResults,
+    kinds: tuple[str, ...] = ("p_true",),
+    estimators: tuple[str, ...] = ("dim", "ridge"),
+    primary: tuple[str, str] = ("p_true", "dim"),
+    target_reliability: float = 0.8,
+    repeats: int = 4,
+    points: int = 5,
+) -> Diagnostics:
+    """Run every diagnostic; curves for every (kind, estimator), the rest for ``primary``."""
+    if results.num_models < 8:
+        raise ValueError(f"diagnostics need at least 8 finished models, the study has {results.num_models}")
+    out = Diagnostics(results.num_models, target_reliability)
+    labels, num_groups = results.target_labels, len(results.target_class_names)
+    for kind in kinds:
+        outputs = np.asarray(results.outputs(kind))
+        for est in estimators:
+            out.reliability[(kind, est)] = split_half_reliability(
+                results.masks, outputs, labels, num_groups, est, points=points, repeats=repeats, blocks=results.blocks
+            )
+            out.held_out[(kind, est)] = held_out_spearman(
+                results.masks, outputs, labels, num_groups, est, blocks=results.blocks
+            )
+    kind, est = primary
+    outputs = np.asarray(results.outputs(kind))
+    out.bootstrap = bootstrap_std(results.masks, outputs)
+    fake = knockoff_masks(results.config, results.run_indices, len(results.class_names))
+    out.knockoffs = knockoff_fdr(results.masks, fake, outputs, est)
+    return out
