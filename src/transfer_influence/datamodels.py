@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .estimators import ClassInfluence, _check_classes_vary, _validate
+from .estimators import ClassInfluence, prepare_inputs
 
 
 def datamodel_influence(
@@ -38,13 +38,8 @@ def datamodel_influence(
     centred within blocks, which removes a block's shared seed effect (``train.seeding: block``).
     Returned as a ``ClassInfluence`` so that every analysis accepts either estimator.
     """
-    masks = _validate(np.asarray(masks), outputs)
-    m, num_classes = masks.shape
-    n = outputs.shape[1]
-    names = tuple(class_names) if class_names is not None else tuple(str(k) for k in range(num_classes))
-    ids = tuple(str(t) for t in target_ids) if target_ids is not None else tuple(str(j) for j in range(n))
-    n_in = masks.sum(axis=0).astype(np.int64)
-    _check_classes_vary(n_in, m, names)
+    masks, names, ids, n_in = prepare_inputs(masks, outputs, class_names, target_ids)
+    m = masks.shape[0]
     y = np.asarray(outputs, dtype=np.float64)
     if not np.isfinite(y).all():
         raise ValueError("outputs hold NaN or inf; drop or re-run the models that produced them")

@@ -94,6 +94,30 @@ def _check_classes_vary(n_in: np.ndarray, m: int, class_names: Sequence[str]) ->
         )
 
 
+def prepare_inputs(
+    masks: np.ndarray,
+    outputs: np.ndarray,
+    class_names: Sequence[str] | None,
+    target_ids: Sequence[str] | None,
+) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...], np.ndarray]:
+    """Checks shared by every estimator: boolean masks, labels, and classes both in and out.
+
+    Returns the boolean masks, class names, target ids and each class's inclusion count.
+    """
+    masks = _validate(np.asarray(masks), outputs)
+    m, num_classes = masks.shape
+    n = outputs.shape[1]
+    names = tuple(class_names) if class_names is not None else tuple(str(k) for k in range(num_classes))
+    ids = tuple(str(t) for t in target_ids) if target_ids is not None else tuple(str(j) for j in range(n))
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} mask columns")
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} target ids for {n} output columns")
+    n_in = masks.sum(axis=0).astype(np.int64)
+    _check_classes_vary(n_in, m, names)
+    return masks, names, ids, n_in
+
+
 def class_influence(
     masks: np.ndarray,
     outputs: np.ndarray,
@@ -108,17 +132,9 @@ def class_influence(
     any float array or memmap) holds each model's output on each target. Raises ``ValueError``
     if shapes disagree, a class is in all or none of the subsets, or outputs are not finite.
     """
-    masks = _validate(np.asarray(masks), outputs)
+    masks, names, ids, n_in = prepare_inputs(masks, outputs, class_names, target_ids)
     m, num_classes = masks.shape
     n = outputs.shape[1]
-    names = tuple(class_names) if class_names is not None else tuple(str(k) for k in range(num_classes))
-    ids = tuple(str(t) for t in target_ids) if target_ids is not None else tuple(str(j) for j in range(n))
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names for {num_classes} mask columns")
-    if len(ids) != n:
-        raise ValueError(f"{len(ids)} target ids for {n} output columns")
-    n_in = masks.sum(axis=0).astype(np.int64)
-    _check_classes_vary(n_in, m, names)
     n_out = m - n_in
 
     # Centring the design instead of the outputs: with d_ik = mask_ik − n_in_k/m,
