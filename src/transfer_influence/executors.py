@@ -131,6 +131,7 @@ class ProcessExecutor:
     config: StudyConfig
     workers: int
     attempts: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
 
     def _new_pool(self, size: int) -> ProcessPoolExecutor:
         # glibc reads its tunables at process start: set them before the workers are spawned.
@@ -145,7 +146,7 @@ class ProcessExecutor:
     def execute(self, specs: list[RunSpec], on_done: ProgressCallback) -> list[RunSummary]:
         done: list[RunSummary] = []
         queue = list(specs)
-        while queue:
+        while queue and not self.stopped:
             queue, suspects = self._run_pool(queue, self.workers, on_done, done)
             for spec in suspects:
                 # Alone in a pool of one, a dead worker names the run that killed it.
@@ -204,6 +205,7 @@ class ProcessExecutor:
                 summary.attempts = self.attempts.get(spec.run_id, 0) + 1
                 done.append(summary)
                 if on_done(summary):
+                    self.stopped = True
                     queue.clear()  # stop: let the runs in flight finish, start no more
         return broken
 
