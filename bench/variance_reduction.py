@@ -25,8 +25,10 @@ from tempfile import TemporaryDirectory
 import numpy as np
 
 from _setup import ensure_malloc_tuning
+from transfer_influence.analysis import estimate, group_means
 from transfer_influence.config import load_config, packaged_config
-from transfer_influence.diagnostics import ESTIMATORS, held_out_spearman, split_half_reliability
+from transfer_influence.convergence import study_held_out, study_split_half
+from transfer_influence.diagnostics import split_half_reliability
 from transfer_influence.plan import DESIGNS
 from transfer_influence.results import open_study
 from transfer_influence.simulate import SimulatorSpec, StudySimulator
@@ -36,9 +38,7 @@ from transfer_influence.study import run_study
 def _truth_spearman(sim: StudySimulator, masks: np.ndarray, y: np.ndarray, estimator: str, alpha: float) -> float:
     from scipy.stats import spearmanr
 
-    from transfer_influence.analysis import group_means
-
-    est = ESTIMATORS[estimator](masks, group_means(y, sim.target_labels, sim.spec.num_target_classes)).values
+    est = estimate(estimator, masks, group_means(y, sim.target_labels, sim.spec.num_target_classes)).values
     return float(spearmanr(est.ravel(), sim.true_influence(alpha, "target_class").ravel()).statistic)
 
 
@@ -93,9 +93,8 @@ def demo_part(budget: float, workdir: Path) -> None:
         results = open_study(directory)
         y = np.asarray(results.outputs("p_true"))
         for est in ("dim", "ridge"):
-            curve = split_half_reliability(results.masks, y, results.target_labels, 10, est, levels=("target_class",),
-                                           repeats=4, blocks=results.blocks)["target_class"]
-            held = held_out_spearman(results.masks, y, results.target_labels, 10, est, blocks=results.blocks)["target_class"]
+            curve = study_split_half(results, y, est, levels=("target_class",), repeats=4)["target_class"]
+            held = study_held_out(results, y, est)["target_class"]
             measured.append((label, est, models, seconds, curve, held))
         print(f"  trained {label}: {models} models in {seconds:.0f} s", flush=True)
     ref_label, _, ref_models, ref_seconds, ref_curve, _ = measured[0]

@@ -134,3 +134,15 @@ def test_report_with_the_ridge_estimator(finished_study: Path) -> None:
     assert report.overall.estimator == "ridge" and report.per_target_class.values.shape == (8, 10)
     page = report.html_path.read_text()
     assert "estimator: ridge regression on the mask" in page
+
+
+def test_simulator_calibrated_on_a_real_study(finished_study: Path) -> None:
+    from transfer_influence.simulate import StudySimulator
+
+    results = open_study(finished_study)
+    sim = StudySimulator.from_study(results)
+    assert sim.spec.num_classes == 8 and sim.spec.num_target_classes == 10
+    assert sim.spec.model_class_noise > 0 and sim.spec.example_noise > 0 and 0 < sim.spec.base < 1
+    outputs = sim.outputs(results.masks, seed=0)
+    assert outputs.shape == (results.num_models, sim.num_targets)
+    assert sim.true_influence(0.5, "target_class").shape == (8, 10)

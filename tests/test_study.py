@@ -208,6 +208,7 @@ def test_cifar_format_target_resized_to_the_source_shape(tmp_path: Path) -> None
 def test_stop_rule_checks_reliability_and_stops_early(tmp_path: Path, tiny_config, monkeypatch) -> None:
     import io
 
+    import transfer_influence.convergence as convergence
     import transfer_influence.diagnostics as diagnostics
 
     never = tiny_config.with_overrides(num_models=16, **{"execution.stop_reliability": 0.999, "execution.stop_check_every": 8})
@@ -216,13 +217,13 @@ def test_stop_rule_checks_reliability_and_stops_early(tmp_path: Path, tiny_confi
     assert len(subset_files(tmp_path / "never")) == 16
     assert log.getvalue().count("reliability check at") == 2
 
-    real = diagnostics.split_half_reliability
+    real = convergence.split_half_reliability
 
     def reliable(*args, **kwargs):
         curves = real(*args, **kwargs)
         return {k: diagnostics.ReliabilityCurve(k, c.models_per_half, c.spearman * 0 + 0.95, c.spread, 1.0) for k, c in curves.items()}
 
-    monkeypatch.setattr(diagnostics, "split_half_reliability", reliable)
+    monkeypatch.setattr(convergence, "split_half_reliability", reliable)
     log = io.StringIO()
     early = never.with_overrides(num_models=40, **{"execution.stop_reliability": 0.9})
     report = run_study(early, tmp_path / "early", progress=False, stream=log)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .datamodels import datamodel_influence
 from .estimators import ClassInfluence, class_influence
 from .results import StudyResults
 
@@ -42,16 +43,32 @@ def group_means(outputs: np.ndarray, groups: np.ndarray, num_groups: int) -> np.
     return np.asarray(outputs, dtype=np.float32) @ averaging
 
 
+ESTIMATOR_NAMES = {"dim": "difference of means", "ridge": "ridge regression on the mask"}
+"""``dim``: Algorithm 1 (with a balanced design, block effects cancel by themselves); ``ridge``:
+regression on the inclusion mask, with a fixed effect per block when blocks are given."""
+
+
+def estimate(
+    estimator: str,
+    masks: np.ndarray,
+    outputs: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    target_ids: Sequence[str] | None = None,
+    output_kind: str | None = None,
+    blocks: np.ndarray | None = None,
+) -> ClassInfluence:
+    """The one dispatch from an estimator's name to its function, for every caller."""
+    if estimator == "dim":
+        return class_influence(masks, outputs, class_names, target_ids, output_kind)
+    if estimator == "ridge":
+        return datamodel_influence(masks, outputs, class_names, target_ids, output_kind, blocks=blocks)
+    raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATOR_NAMES)}")
+
+
 def _estimate(
     results: StudyResults, outputs: np.ndarray, target_ids: Sequence[str], kind: str, estimator: str
 ) -> ClassInfluence:
-    if estimator == "dim":
-        return class_influence(results.masks, outputs, results.class_names, target_ids, kind)
-    if estimator == "ridge":
-        from .datamodels import datamodel_influence
-
-        return datamodel_influence(results.masks, outputs, results.class_names, target_ids, kind, blocks=results.blocks)
-    raise ValueError(f"unknown estimator {estimator!r}; choose 'dim' or 'ridge'")
+    return estimate(estimator, results.masks, outputs, results.class_names, target_ids, kind, results.blocks)
 
 
 def overall_influence(results: StudyResults, kind: str = "p_true", estimator: str = "dim") -> ClassInfluence:

@@ -21,6 +21,24 @@ from .plan import knockoff_masks
 from .results import StudyResults
 
 
+def study_split_half(
+    results: StudyResults, outputs: np.ndarray, estimator: str, **options: object
+) -> dict[str, ReliabilityCurve]:
+    """Split-half reliability of a study's influences, with its target labels and design blocks."""
+    return split_half_reliability(
+        results.masks, outputs, results.target_labels, len(results.target_class_names), estimator,
+        blocks=results.blocks, **options,  # type: ignore[arg-type]
+    )
+
+
+def study_held_out(results: StudyResults, outputs: np.ndarray, estimator: str) -> dict[str, float]:
+    """Held-out Spearman of a study's influences, with its target labels and design blocks."""
+    return held_out_spearman(
+        results.masks, outputs, results.target_labels, len(results.target_class_names), estimator,
+        blocks=results.blocks,
+    )
+
+
 @dataclass
 class Diagnostics:
     """Split-half curves and held-out Spearman per (output kind, estimator), plus the bootstrap and
@@ -91,16 +109,11 @@ def diagnose(
     if results.num_models < 8:
         raise ValueError(f"diagnostics need at least 8 finished models, the study has {results.num_models}")
     out = Diagnostics(results.num_models, target_reliability)
-    labels, num_groups = results.target_labels, len(results.target_class_names)
     for kind in kinds:
         outputs = np.asarray(results.outputs(kind))
         for est in estimators:
-            out.reliability[(kind, est)] = split_half_reliability(
-                results.masks, outputs, labels, num_groups, est, points=points, repeats=repeats, blocks=results.blocks
-            )
-            out.held_out[(kind, est)] = held_out_spearman(
-                results.masks, outputs, labels, num_groups, est, blocks=results.blocks
-            )
+            out.reliability[(kind, est)] = study_split_half(results, outputs, est, points=points, repeats=repeats)
+            out.held_out[(kind, est)] = study_held_out(results, outputs, est)
     kind, est = primary
     outputs = np.asarray(results.outputs(kind))
     out.bootstrap = bootstrap_std(results.masks, outputs)

@@ -23,18 +23,18 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
-from .analysis import group_means
-from .datamodels import datamodel_influence
-from .estimators import ClassInfluence, class_influence
+from .analysis import ESTIMATOR_NAMES, estimate, group_means
+from .estimators import ClassInfluence
 
-Estimator = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], ClassInfluence]
-ESTIMATORS: dict[str, Estimator] = {
-    "dim": lambda masks, outputs, blocks=None: class_influence(masks, outputs),
-    "ridge": lambda masks, outputs, blocks=None: datamodel_influence(masks, outputs, blocks=blocks),
-}
-"""``dim``: difference of means (Algorithm 1; with a balanced design, block effects cancel by
-themselves); ``ridge``: regression on the inclusion mask, with block fixed effects when blocks are
-given."""
+LEVELS = ("overall", "target_class", "example")
+LEVEL_NAMES = {"overall": "class overall", "target_class": "class × target class", "example": "class × example"}
+
+
+def _fitter(name: str) -> Callable[..., ClassInfluence]:
+    """``(masks, outputs, blocks) → ClassInfluence`` for the named estimator (checked up front)."""
+    if name not in ESTIMATOR_NAMES:
+        raise ValueError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATOR_NAMES)}")
+    return lambda masks, outputs, blocks: estimate(name, masks, outputs, blocks=blocks)
 
 
 def _split(m: int, blocks: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
@@ -49,15 +49,6 @@ def _split(m: int, blocks: np.ndarray | None, rng: np.random.Generator) -> np.nd
 
 def _sub(blocks: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
     return None if blocks is None else blocks[rows]
-
-LEVELS = ("overall", "target_class", "example")
-LEVEL_NAMES = {"overall": "class overall", "target_class": "class × target class", "example": "class × example"}
-
-
-def estimator(name: str) -> Estimator:
-    if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATORS)}")
-    return ESTIMATORS[name]
 
 
 def level_outputs(outputs: np.ndarray, target_labels: np.ndarray, num_target_classes: int) -> dict[str, np.ndarray]:
@@ -145,7 +136,7 @@ def split_half_reliability(
     m = masks.shape[0]
     if m < 8:
         raise ValueError(f"split-half reliability needs at least 8 models, got {m}")
-    fit = estimator(estimator_name)
+    fit = _fitter(estimator_name)
     data = level_outputs(outputs, target_labels, num_target_classes)
     half = m // 2
     sizes = np.unique(np.linspace(max(4, half // 2 ** (points - 1)), half, points).astype(int))
@@ -225,7 +216,7 @@ def held_out_spearman(
         raise ValueError(f"held-out Spearman needs at least 8 models, got {m}")
     order = _split(m, blocks, np.random.default_rng(seed))
     test, train = order[:held], order[held:]
-    fit = estimator(estimator_name)
+    fit = _fitter(estimator_name)
     scores: dict[str, float] = {}
     for level, y in level_outputs(outputs, target_labels, num_target_classes).items():
         infl = fit(masks[train], y[train], _sub(blocks, train)).values
@@ -259,7 +250,7 @@ def knockoff_fdr(
     if knockoff_masks.shape[0] != masks.shape[0]:
         raise ValueError("knockoff masks need one row per model")
     overall = np.asarray(outputs, dtype=np.float32).mean(axis=1, keepdims=True)
-    fit = estimator(estimator_name)
+    fit = _fitter(estimator_name)
     joint = fit(np.concatenate([masks, knockoff_masks], axis=1), overall, None).values[:, 0]
     num_real = masks.shape[1]
     is_knockoff = np.arange(joint.size) >= num_real

@@ -15,7 +15,8 @@ from typing import IO
 import numpy as np
 
 from .config import StudyConfig
-from .diagnostics import LEVEL_NAMES, ReliabilityCurve, held_out_spearman, split_half_reliability
+from .convergence import study_held_out, study_split_half
+from .diagnostics import LEVEL_NAMES, ReliabilityCurve
 from .plan import partition_block_size
 from .results import open_study
 from .study import run_study
@@ -135,13 +136,8 @@ def run_pilots(
         y = np.asarray(results.outputs("p_true"))
         curves, held = {}, {}
         for est in ("dim", "ridge"):
-            curves[est] = split_half_reliability(
-                results.masks, y, results.target_labels, len(results.target_class_names), est,
-                levels=(level,), repeats=4, blocks=results.blocks,
-            )[level]
-            held[est] = held_out_spearman(
-                results.masks, y, results.target_labels, len(results.target_class_names), est, blocks=results.blocks
-            )[level]
+            curves[est] = study_split_half(results, y, est, levels=(level,), repeats=4)[level]
+            held[est] = study_held_out(results, y, est)[level]
         seconds = report.timings["runs_wall_seconds"] if report.executed else pilot_seconds
         pilots.append(Pilot(alpha, design, results.num_models, seconds, float(results.target_accuracy.mean()), curves, held))
     return Recommendation(target, budget_minutes, level, num_classes, pilots)

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
 from .analysis import (  # noqa: E402
+    ESTIMATOR_NAMES,
     BaselineSummary,
     LookalikeCheck,
     baseline_summary,
@@ -32,7 +33,6 @@ from .results import StudyResults, open_study  # noqa: E402
 from .store import DATA_FILE  # noqa: E402
 
 REPORT_DIR = "report"
-ESTIMATOR_NAMES = {"dim": "difference of means", "ridge": "ridge regression on the mask"}
 SEEDING_TEXT = {
     "independent": "each model its own initialisation and data-order seed",
     "common": "one seed for every model",

@@ -151,12 +151,6 @@ class StudyResults:
                 found[kind].append(store.read_run(run_id)[2]["target_accuracy"])
         return {k: np.asarray(v) for k, v in found.items()}
 
-    @cached_property
-    def baseline_source_accuracy(self) -> np.ndarray:
-        store = StudyStore.open(self.path)
-        ids = sorted(r for r in store.finished_run_ids() if r.startswith("all_source-"))
-        return np.asarray([store.read_run(r)[2]["source_accuracy"] for r in ids])
-
 
 def open_study(path: str | Path) -> StudyResults:
     """The finished runs of the study at ``path`` (consolidating any new run files first)."""

@@ -105,7 +105,8 @@ class Worker:
         per_head = []
         for h in range(int(heads.max()) + 1):
             head = LinearHead(self.config.transfer.head_l2, self.config.transfer.head_max_iter)
-            head.fit(train_features[heads == h], labels[heads == h], self.num_target_classes)
+            rows = heads == h
+            head.fit(train_features[rows], labels[rows], self.num_target_classes)
             per_head.append(output_kinds_from_logits(head.logits(test_features), self.data.target_test.labels))
         outputs = {k: np.mean([o[k] for o in per_head], axis=0).astype(np.float32) for k in per_head[0]}
         return outputs, float(outputs["correct"].mean())

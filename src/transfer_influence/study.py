@@ -126,7 +126,7 @@ def _reliability_rule(config: StudyConfig, store: StudyStore, stream: IO[str]) -
     target = config.execution.stop_reliability
     if target is None:
         return lambda summary: False
-    from .diagnostics import split_half_reliability
+    from .convergence import study_split_half
     from .results import open_study
 
     level, every = config.execution.stop_level, config.execution.stop_check_every
@@ -140,10 +140,7 @@ def _reliability_rule(config: StudyConfig, store: StudyStore, stream: IO[str]) -
             return False
         state["since"] = 0
         results = open_study(store.path)
-        curve = split_half_reliability(
-            results.masks, results.outputs("p_true"), results.target_labels,
-            len(results.target_class_names), levels=(level,), points=1, repeats=3, blocks=results.blocks,
-        )[level]
+        curve = study_split_half(results, results.outputs("p_true"), "dim", levels=(level,), points=1, repeats=3)[level]
         reached = curve.at_full_size >= target
         print(
             f"  reliability check at {results.num_models} models: split-half Spearman ({level}) "

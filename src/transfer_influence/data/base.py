@@ -80,14 +80,6 @@ class ImageDataset:
             example_ids=self.example_ids[idx],
         )
 
-    def class_thumbnail(self, class_index: int) -> np.ndarray:
-        """The first image of a class as an (H, W) or (H, W, C) array, for report plots."""
-        where = np.flatnonzero(self.labels == class_index)
-        if where.size == 0:
-            raise ValueError(f"dataset {self.name!r} has no example of class {class_index}")
-        image = self.images[where[0]]
-        return image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
-
 
 def concatenate(datasets: Sequence[ImageDataset], name: str) -> ImageDataset:
     """Stack datasets side by side as one, with their classes numbered one after the other.
