@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from transfer_influence.executors import GLIBC_TUNABLES
+from transfer_influence.execute.work import GLIBC_TUNABLES
 
 
 def ensure_malloc_tuning() -> None:

@@ -27,9 +27,9 @@ from tempfile import TemporaryDirectory
 import numpy as np
 
 from _setup import ensure_malloc_tuning
-from transfer_influence.config import StudyConfig, load_config, packaged_config
-from transfer_influence.plan import subset_runs
-from transfer_influence.views import build_study_data, load_study_data, save_study_data
+from transfer_influence.study.config import StudyConfig, load_config, packaged_config
+from transfer_influence.study.design import subset_runs
+from transfer_influence.study.views import build_study_data, load_study_data, save_study_data
 
 _state: dict = {}
 
@@ -40,7 +40,7 @@ def _plain_train_source(self, model, classes, seed):  # type: ignore[no-untyped-
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from transfer_influence.training import accuracy
+    from transfer_influence.train.source import accuracy
 
     keep = np.isin(self.data.source_train.labels, classes)
     remap = np.full(self.num_classes, -1)
@@ -69,7 +69,7 @@ def _plain_model(self, num_outputs):  # type: ignore[no-untyped-def]
     """The same layers in the textbook order (conv → BN → ReLU → pool), NCHW."""
     from torch import nn
 
-    from transfer_influence.models import SmallCNN
+    from transfer_influence.train.models import SmallCNN
 
     c1, c2, c3 = self.config.model.channels
     model = SmallCNN(num_outputs, 1, 28, (c1, c2, c3), self.config.model.feature_dim)
@@ -85,7 +85,7 @@ def _plain_model(self, num_outputs):  # type: ignore[no-untyped-def]
 def _init(data_path: str, config_json: str, variant: str) -> None:
     import torch
 
-    from transfer_influence.runner import Worker
+    from transfer_influence.train.worker import Worker
 
     torch.set_num_threads(1)
     config = StudyConfig.model_validate_json(config_json)

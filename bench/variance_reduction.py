@@ -25,14 +25,14 @@ from tempfile import TemporaryDirectory
 import numpy as np
 
 from _setup import ensure_malloc_tuning
-from transfer_influence.analysis import estimate, group_means
-from transfer_influence.config import load_config, packaged_config
-from transfer_influence.convergence import study_held_out, study_split_half
-from transfer_influence.diagnostics import split_half_reliability
-from transfer_influence.plan import DESIGNS
-from transfer_influence.results import open_study
-from transfer_influence.simulate import SimulatorSpec, StudySimulator
-from transfer_influence.study import run_study
+from transfer_influence.estimate import estimate, group_means
+from transfer_influence.study.config import load_config, packaged_config
+from transfer_influence.analysis.convergence import study_held_out, study_split_half
+from transfer_influence.evaluate.reliability import split_half_reliability
+from transfer_influence.study.design import DESIGNS
+from transfer_influence.study.results import open_study
+from transfer_influence.evaluate.simulate import SimulatorSpec, StudySimulator
+from transfer_influence.pipeline.run import run_study
 
 
 def _truth_spearman(sim: StudySimulator, masks: np.ndarray, y: np.ndarray, estimator: str, alpha: float) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from transfer_influence.config import StudyConfig, parse_config
+from transfer_influence.study.config import StudyConfig, parse_config
 
 TINY_GLYPHS = ["A", "B", "C", "D", "E", "F", "0", "1"]
 

@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 
 from transfer_influence import class_influence
-from transfer_influence.datamodels import datamodel_influence
-from transfer_influence.diagnostics import (
-    bootstrap_std,
-    held_out_spearman,
-    knockoff_fdr,
-    significant_classes,
-    split_half_reliability,
-)
-from transfer_influence.plan import iid_mask, partition_block_size, partition_mask
-from transfer_influence.simulate import SimulatorSpec, StudySimulator
+from transfer_influence.estimate.ridge import datamodel_influence
+from transfer_influence.evaluate.bootstrap import bootstrap_std
+from transfer_influence.evaluate.fdr import knockoff_fdr, significant_classes
+from transfer_influence.evaluate.reliability import held_out_spearman, split_half_reliability
+from transfer_influence.study.design import iid_mask, partition_block_size, partition_mask
+from transfer_influence.evaluate.simulate import SimulatorSpec, StudySimulator
 
 SMALL = SimulatorSpec(num_classes=16, num_target_classes=4, examples_per_class=10, interaction_pairs=10)
 
@@ -121,7 +117,7 @@ def test_bootstrap_std_shrinks_like_one_over_root_m() -> None:
 
 def test_block_effects_cancel_in_balanced_designs_and_ridge_absorbs_them() -> None:
     """A shared per-block shift (block seeding) must not move either estimator."""
-    from transfer_influence.analysis import group_means
+    from transfer_influence.estimate import group_means
 
     sim = StudySimulator(replace(SMALL, model_noise=0, model_class_noise=0, example_noise=0))
     alpha, m = 0.25, 400
@@ -137,7 +133,7 @@ def test_block_effects_cancel_in_balanced_designs_and_ridge_absorbs_them() -> No
 
 
 def test_block_seeding_shares_seeds_within_blocks(tiny_config) -> None:
-    from transfer_influence.plan import train_seed
+    from transfer_influence.study.design import train_seed
 
     config = tiny_config.with_overrides(**{"design.kind": "partition", "design.alpha": 0.25, "train.seeding": "block"})
     seeds = [train_seed(config, i) for i in range(12)]

@@ -65,7 +65,7 @@ def test_constant_outputs_and_integer_masks_and_memmap(tmp_path) -> None:
     assert result.values[0, 1] == pytest.approx(1.0)
     assert result.values[1, 1] == pytest.approx(0.0)
     assert result.column("y")[0] == pytest.approx(1.0)
-    assert result.class_names == ("a", "b") and result.num_models == 4
+    assert result.unit_names == ("a", "b") and result.num_models == 4
 
 
 def test_large_offsets_keep_precision() -> None:

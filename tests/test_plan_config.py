@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer_influence.config import ConfigError, load_config, packaged_config, parse_config
-from transfer_influence.plan import baseline_runs, complement_mask, iid_mask, subset_runs, train_seed
+from transfer_influence.study.config import ConfigError, load_config, packaged_config, parse_config
+from transfer_influence.study.design import baseline_runs, complement_mask, iid_mask, subset_runs, train_seed
 
 from .conftest import tiny_config_dict, write_config
 

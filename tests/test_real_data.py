@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from transfer_influence.analysis import lookalike_check, per_target_class_influence
-from transfer_influence.config import load_config, packaged_config
-from transfer_influence.results import open_study
-from transfer_influence.study import run_study
+from transfer_influence.analysis.lookalikes import lookalike_check
+from transfer_influence.analysis.rankings import per_target_class_influence
+from transfer_influence.study.config import load_config, packaged_config
+from transfer_influence.study.results import open_study
+from transfer_influence.pipeline.run import run_study
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(

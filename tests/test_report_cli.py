@@ -8,20 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer_influence.analysis import group_means, lookalike_check, overall_influence, per_target_class_influence
+from transfer_influence.analysis.lookalikes import lookalike_check
+from transfer_influence.analysis.rankings import overall_influence, per_target_class_influence
+from transfer_influence.estimate import group_means
 from transfer_influence.cli import main as cli_main
-from transfer_influence.estimators import class_influence
-from transfer_influence.outputs import output_kinds_from_logits
-from transfer_influence.results import open_study
-from transfer_influence.study import run_study
-from transfer_influence.transfer import LinearHead
+from transfer_influence.estimate import class_influence
+from transfer_influence.study.outputs import output_kinds_from_logits
+from transfer_influence.study.results import open_study
+from transfer_influence.pipeline.run import run_study
+from transfer_influence.train.transfer import LinearHead
 
 from .conftest import tiny_config_dict, write_config
 
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transfer_influence.config import parse_config
+    from transfer_influence.study.config import parse_config
 
     study = tmp_path_factory.mktemp("report") / "study"
     run_study(parse_config(tiny_config_dict(num_models=10)), study, progress=False)
@@ -90,12 +92,12 @@ def test_demo_command_with_a_small_config(tmp_path: Path, capsys) -> None:
 
 
 def test_lookalike_check_counts_matching_glyphs() -> None:
-    from transfer_influence.estimators import ClassInfluence
+    from transfer_influence.estimate import InfluenceEstimate
 
     values = np.zeros((3, 2), dtype=np.float32)
     values[:, 0] = [0.3, 0.2, -0.1]  # digit 0: 'O' ranks first
     values[:, 1] = [0.3, -0.2, 0.1]  # digit 1: 'l' ranks second of three
-    infl = ClassInfluence(values, np.ones_like(values), np.ones(3), np.ones(3), ("O", "x", "l"), ("0", "1"))
+    infl = InfluenceEstimate(values, np.ones_like(values), np.ones(3), np.ones(3), ("O", "x", "l"), ("0", "1"), dof=1.0)
     check = lookalike_check(infl, top_k=1)
     assert check is not None and check.hits == {"0": ["O"], "1": []} and check.num_hits == 1
 
@@ -128,7 +130,7 @@ def test_plan_runs_pilots_and_recommends(tmp_path: Path, capsys) -> None:
 
 
 def test_report_with_the_ridge_estimator(finished_study: Path) -> None:
-    from transfer_influence.report import build_report
+    from transfer_influence.report.build import build_report
 
     report = build_report(finished_study, estimator="ridge", diagnostics=False)
     assert report.overall.estimator == "ridge" and report.per_target_class.values.shape == (8, 10)
@@ -137,7 +139,7 @@ def test_report_with_the_ridge_estimator(finished_study: Path) -> None:
 
 
 def test_simulator_calibrated_on_a_real_study(finished_study: Path) -> None:
-    from transfer_influence.simulate import StudySimulator
+    from transfer_influence.evaluate.simulate import StudySimulator
 
     results = open_study(finished_study)
     sim = StudySimulator.from_study(results)

@@ -15,12 +15,14 @@ import pytest
 
 from transfer_influence import class_influence, open_study
 from transfer_influence.cli import main as cli_main
-from transfer_influence.config import parse_config
-from transfer_influence.executors import FAULT_ENV, RunFailedError
-from transfer_influence.plan import design_mask
-from transfer_influence.runner import Worker
-from transfer_influence.store import StudyMismatchError
-from transfer_influence.study import StudyBusyError, run_study, study_lock
+from transfer_influence.study.config import parse_config
+from transfer_influence.execute.work import FAULT_ENV
+from transfer_influence.errors import RunFailedError
+from transfer_influence.study.design import design_mask
+from transfer_influence.train.worker import Worker
+from transfer_influence.errors import StudyBusyError, StudyMismatchError
+from transfer_influence.pipeline.run import run_study
+from transfer_influence.study.store import study_lock
 
 from .conftest import tiny_config_dict, write_config
 
@@ -208,8 +210,8 @@ def test_cifar_format_target_resized_to_the_source_shape(tmp_path: Path) -> None
 def test_stop_rule_checks_reliability_and_stops_early(tmp_path: Path, tiny_config, monkeypatch) -> None:
     import io
 
-    import transfer_influence.convergence as convergence
-    import transfer_influence.diagnostics as diagnostics
+    import transfer_influence.analysis.convergence as convergence
+    import transfer_influence.evaluate.reliability as diagnostics
 
     never = tiny_config.with_overrides(num_models=16, **{"execution.stop_reliability": 0.999, "execution.stop_check_every": 8})
     log = io.StringIO()

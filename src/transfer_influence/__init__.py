@@ -3,15 +3,17 @@
 The top-level API is torch-free: estimation and analysis run on a study directory with numpy alone.
 """
 
-from .config import StudyConfig, load_config
-from .estimators import ClassInfluence, class_influence
-from .results import StudyResults, open_study
+from .estimate import InfluenceEstimate, class_influence, datamodel_influence, estimate
+from .study.config import StudyConfig, load_config
+from .study.results import StudyResults, open_study
 
 __all__ = [
-    "ClassInfluence",
+    "InfluenceEstimate",
     "StudyConfig",
     "StudyResults",
     "class_influence",
+    "datamodel_influence",
+    "estimate",
     "load_config",
     "open_study",
 ]

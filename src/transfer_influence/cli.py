@@ -1,16 +1,22 @@
-"""Command line: ``transfer-influence run|influence|report|demo``."""
+"""Command line: ``transfer-influence run|work|influence|diagnose|report|plan|demo``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Sequence
 
-from .config import ConfigError, StudyConfig, load_config, packaged_config
+from .errors import InputError, UserError
+from .study.config import StudyConfig, load_config, packaged_config
 
 EXIT_USAGE = 2
+"""A problem the user can fix: bad config, bad input, a study that does not match."""
+EXIT_INTERNAL = 1
+"""A bug in transfer-influence: the message says so, ``--debug`` shows the traceback."""
+EXIT_INTERRUPTED = 130
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="transfer-influence",
         description="Measure how each source class drives a transfer-learned model's target predictions.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="plan, train and store a study (resumable: run again to continue)")
@@ -36,11 +43,13 @@ def _parser() -> argparse.ArgumentParser:
 
     infl = sub.add_parser("influence", help="estimate class influences from a study's finished runs")
     infl.add_argument("study", type=Path)
-    infl.add_argument("--kind", default="p_true", help="output kind: p_true, correct, raw_margin, softmax_margin")
+    infl.add_argument("--kind", help="output kind: p_true, correct, raw_margin, softmax_margin "
+                      "(default: the study's analysis.output_kind)")
     infl.add_argument("--top", type=int, default=10, help="classes to print at each end of the ranking")
     infl.add_argument("--out", type=Path, help="directory for CSV/NPY files (default: STUDY/influence)")
-    infl.add_argument("--estimator", default="dim", choices=["dim", "ridge"],
-                      help="dim: difference of means (Algorithm 1); ridge: regression on the inclusion mask")
+    infl.add_argument("--estimator", choices=["dim", "ridge"],
+                      help="dim: difference of means (Algorithm 1); ridge: regression on the inclusion mask "
+                      "(default: the study's analysis.estimator)")
     infl.add_argument("--partial", action="store_true",
                       help="estimate from the runs finished so far, while the study is still running")
     infl.add_argument("--fdr", type=float, default=0.1, help="false-discovery rate for the significant-class list")
@@ -87,7 +96,7 @@ def _apply_overrides(config: StudyConfig, args: argparse.Namespace) -> StudyConf
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .study import run_study
+    from .pipeline.run import run_study
 
     config = _apply_overrides(load_config(args.config), args)
     out = args.out or Path("studies") / config.name
@@ -103,49 +112,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _open_finished(study: Path, partial: bool):  # type: ignore[no-untyped-def]
     """The study's results; an unfinished study needs ``--partial`` so that nobody mistakes an
     anytime estimate for the final one."""
-    from .results import open_study
+    from .study.results import open_study
 
     results = open_study(study)
     planned = results.config.num_models
     if results.num_models < planned:
         if not partial:
-            raise ValueError(
+            raise InputError(
                 f"{study} has {results.num_models} of {planned} models finished; pass --partial for an "
                 "estimate from the finished ones, or run the study to the end"
             )
         print(f"partial estimate: {results.num_models} of {planned} models finished")
     if results.num_models < 3:
-        raise ValueError(f"{study} has {results.num_models} finished models; influences need at least 3")
+        raise InputError(f"{study} has {results.num_models} finished models; influences need at least 3")
     return results
 
 
 def _cmd_influence(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .analysis import example_influence, overall_influence, per_target_class_influence, ranked
-    from .diagnostics import significant_classes
-    from .report import write_overall_csv, write_per_target_csv
+    from .analysis.rankings import example_influence, overall_influence, per_target_class_influence, ranked
+    from .evaluate.fdr import significant_classes
+    from .report.tables import write_overall_csv, write_per_target_csv
 
     results = _open_finished(args.study, args.partial)
+    kind = args.kind or results.config.analysis.output_kind
+    estimator = args.estimator or results.config.analysis.estimator
     out = args.out or args.study / "influence"
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    overall = overall_influence(results, args.kind, args.estimator)
-    per_class = per_target_class_influence(results, args.kind, args.estimator)
-    examples = example_influence(results, args.kind, args.estimator)
+    overall = overall_influence(results, kind, estimator)
+    per_class = per_target_class_influence(results, kind, estimator)
+    examples = example_influence(results, kind, estimator)
     seconds = time.perf_counter() - started
-    suffix = f"{args.kind}_{args.estimator}"
+    suffix = f"{kind}_{estimator}"
     write_overall_csv(overall, out / f"overall_{suffix}.csv")
     write_per_target_csv(per_class, out / f"per_target_class_{suffix}.csv")
     np.save(out / f"example_values_{suffix}.npy", examples.values)
     np.save(out / f"example_stderr_{suffix}.npy", examples.stderr)
     order = ranked(overall)
     print(f"{results.num_models} models, {len(results.class_names)} classes, {len(results.target_ids)} targets, "
-          f"output {args.kind}, estimator {args.estimator}; estimated in {seconds:.2f} s")
+          f"output {kind}, estimator {estimator}; estimated in {seconds:.2f} s")
+    half = overall.critical_value(0.95)
     for title, rows in (("most positive", order[: args.top]), ("most negative", order[-args.top :][::-1])):
         print(f"{title} overall influence (± 95% interval):")
         for row in rows:
-            print(f"  {row.name:>14}  {row.influence:+.5f} ± {1.96 * row.stderr:.5f}")
+            print(f"  {row.name:>14}  {row.influence:+.5f} ± {half * row.stderr:.5f}")
     significant = significant_classes(overall, 0, args.fdr)
     print(f"significantly non-zero at FDR {args.fdr:g}: {len(significant)} classes"
           + (": " + ", ".join(name for name, _, _ in significant) if significant else ""))
@@ -154,7 +166,7 @@ def _cmd_influence(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from .convergence import diagnose
+    from .analysis.convergence import diagnose
 
     results = _open_finished(args.study, args.partial)
     kinds = results.output_kinds if args.kinds == "all" else tuple(args.kinds.split(","))
@@ -177,7 +189,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .planning import run_pilots
+    from .pipeline.pilots import run_pilots
 
     config = load_config(args.config)
     alphas = tuple(float(a) for a in args.alphas.split(","))
@@ -190,7 +202,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .report.build import build_report
 
     report = build_report(args.study, kind=args.kind, estimator=args.estimator)
     print(f"report: {report.html_path}")
@@ -198,9 +210,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .diagnostics import LEVEL_NAMES
-    from .report import build_report
-    from .study import run_study
+    from .evaluate.reliability import LEVEL_NAMES
+    from .pipeline.run import run_study
+    from .report.build import build_report
 
     config = _apply_overrides(load_config(args.config or packaged_config("demo")), args)
     started = time.perf_counter()
@@ -244,18 +256,25 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .executors import RunFailedError
-    from .store import StudyMismatchError
-    from .study import StudyBusyError
-
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, StudyMismatchError, StudyBusyError, FileNotFoundError, RunFailedError, ValueError) as exc:
+    except (UserError, FileNotFoundError) as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug: say so, keep the traceback reachable
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"internal error: {exc.__class__.__name__}: {exc}\n"
+            "this is a bug in transfer-influence; run again with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -14,20 +14,23 @@ checked on every reopen: a config or data change that would mix foreign results 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
+from ..errors import StudyBusyError, StudyMismatchError
 from .config import NOT_RESULTS, StudyConfig
-from .plan import RunSpec
+from .design import RunSpec
 from .outputs import OUTPUT_KINDS
 
 STUDY_FILE = "study.json"
@@ -36,10 +39,6 @@ RUNS_DIR = "runs"
 CONSOLIDATED_DIR = "consolidated"
 LOCK_FILE = ".lock"
 FORMAT_VERSION = 1
-
-
-class StudyMismatchError(ValueError):
-    """Reopening a study with settings that would mix its results with foreign ones."""
 
 
 def _git_commit() -> str | None:
@@ -204,3 +203,20 @@ class StudyStore:
         with np.load(self.run_path(run_id), allow_pickle=False) as archive:
             outputs = {k: archive[f"output__{k}"] for k in OUTPUT_KINDS}
             return archive["mask"], outputs, json.loads(str(archive["record"]))
+
+
+@contextmanager
+def study_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on the study directory for as long as runs are being added."""
+    path.mkdir(parents=True, exist_ok=True)
+    handle = open(path / LOCK_FILE, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StudyBusyError(f"another process is running the study in {path}; wait for it or stop it first") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..errors import ConfigError
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -168,10 +170,6 @@ NOT_RESULTS = {"execution": True, "num_models": True, "analysis": True}
 """Settings that change how a study runs or is shown, never its runs' numbers."""
 
 
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the field and the fix."""
-
-
 def load_config(path: str | Path) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
@@ -197,7 +195,7 @@ def parse_config(raw: dict[str, Any], origin: str = "config") -> StudyConfig:
 
 def packaged_config(name: str) -> Path:
     """Path of a config shipped inside the package (``configs/NAME.yaml``)."""
-    path = Path(__file__).parent / "configs" / f"{name}.yaml"
+    path = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"no packaged config named {name!r}")
     return path

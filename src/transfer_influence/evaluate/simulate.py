@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .analysis import group_means
+from ..estimate import group_means
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class StudySimulator:
         size of the largest ones; noise: the residual variance split into per-model, per-model ×
         target-class and per-example parts.
         """
-        from .datamodels import datamodel_influence
+        from ..estimate import datamodel_influence
 
         y = np.asarray(results.outputs(kind), dtype=np.float64)
         labels = results.target_labels

@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 
 class SmallCNN(nn.Module):
     """Three 3×3 conv blocks and one dense feature layer, sized for 28×28 grey images.
@@ -31,7 +33,7 @@ class SmallCNN(nn.Module):
     ) -> None:
         super().__init__()
         if len(channels) != 3:
-            raise ValueError(f"SmallCNN takes three channel widths, got {list(channels)}")
+            raise InputError(f"SmallCNN takes three channel widths, got {list(channels)}")
         c1, c2, c3 = channels
         self.backbone_convs = nn.Sequential(
             _conv_block(in_channels, c1, pool=True),
@@ -69,5 +71,5 @@ def build_model(
     feature_dim: int,
 ) -> SmallCNN:
     if arch != "small_cnn":
-        raise ValueError(f"unknown model.arch {arch!r}; available: 'small_cnn'")
+        raise InputError(f"unknown model.arch {arch!r}; available: 'small_cnn'")
     return SmallCNN(num_classes, in_channels, image_size, channels, feature_dim)

@@ -19,7 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .estimators import ClassInfluence, prepare_inputs
+from ..errors import InputError
+from .inputs import prepare_inputs
+from .result import InfluenceEstimate
 
 
 def datamodel_influence(
@@ -30,19 +32,19 @@ def datamodel_influence(
     output_kind: str | None = None,
     ridge: float | None = None,
     blocks: np.ndarray | None = None,
-) -> ClassInfluence:
+) -> InfluenceEstimate:
     """Ridge coefficients of each target's output on the class-inclusion mask, with standard errors.
 
     ``ridge`` is the penalty in units of m (λ = ridge·m); ``None`` chooses it by GCV from a grid.
     ``blocks`` (one id per model) adds a fixed effect per design block: mask and outputs are
     centred within blocks, which removes a block's shared seed effect (``train.seeding: block``).
-    Returned as a ``ClassInfluence`` so that every analysis accepts either estimator.
+    Returned as a ``InfluenceEstimate`` so that every analysis accepts either estimator.
     """
     masks, names, ids, n_in = prepare_inputs(masks, outputs, class_names, target_ids)
     m = masks.shape[0]
     y = np.asarray(outputs, dtype=np.float64)
     if not np.isfinite(y).all():
-        raise ValueError("outputs hold NaN or inf; drop or re-run the models that produced them")
+        raise InputError("outputs hold NaN or inf; drop or re-run the models that produced them")
     x = _centre(masks.astype(np.float64), blocks)
     y = _centre(y, blocks)
     u, s, vt = np.linalg.svd(x, full_matrices=False)
@@ -57,12 +59,14 @@ def datamodel_influence(
     coef = vt.T @ (shrink[:, None] * uty)  # K×n
     fitted_df = float((s**2 / (s**2 + lam)).sum())
     residual = y - x @ coef
-    sigma2 = (residual**2).sum(axis=0) / max(m - fitted_df - 1, 1.0)
+    dof = max(m - fitted_df - 1, 1.0)
+    sigma2 = (residual**2).sum(axis=0) / dof
     # Var(β) = σ² V diag(s²/(s²+λ)²) Vᵀ; its diagonal per class.
     leverage = (vt.T**2) @ (s**2 / (s**2 + lam) ** 2)
     stderr = np.sqrt(np.outer(leverage, sigma2))
-    return ClassInfluence(
-        coef.astype(np.float32), stderr.astype(np.float32), n_in, m - n_in, names, ids, output_kind, "ridge"
+    return InfluenceEstimate(
+        coef.astype(np.float32), stderr.astype(np.float32), n_in, m - n_in, names, ids,
+        dof=dof, output_kind=output_kind, estimator="ridge",
     )
 
 

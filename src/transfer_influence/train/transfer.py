@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 from scipy.special import log_softmax
 from torch import nn
 
-from .outputs import OUTPUT_KINDS, output_kinds_from_logits
+from ..study.outputs import OUTPUT_KINDS, output_kinds_from_logits
 
 __all__ = ["OUTPUT_KINDS", "LinearHead", "extract_features", "output_kinds_from_logits"]
 

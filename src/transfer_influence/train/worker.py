@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .config import StudyConfig
+from ..study.config import StudyConfig
+from ..study.design import RunSpec
+from ..study.outputs import output_kinds_from_logits
+from ..study.views import StudyData
+from .device import select_device
 from .models import SmallCNN, build_model
-from .plan import RunSpec
-from .training import TrainSettings, accuracy, to_float_images, train_classifier
-from .outputs import output_kinds_from_logits
+from .source import TrainSettings, accuracy, to_float_images, train_classifier
 from .transfer import LinearHead, extract_features
-from .views import StudyData
 
 
 @dataclass
@@ -28,15 +29,6 @@ class RunResult:
     source_accuracy: float
     target_accuracy: float
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def select_device(requested: str) -> torch.device:
-    """'auto' takes CUDA when present; asking for CUDA without one is an error, not a silent fallback."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("execution.device is 'cuda' but torch sees no CUDA device; use 'cpu' or 'auto'")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 class Worker:

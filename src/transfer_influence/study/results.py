@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from .config import StudyConfig
 from .store import CONSOLIDATED_DIR, StudyStore, atomic_write_npz
 from .outputs import OUTPUT_KINDS
@@ -124,7 +125,7 @@ class StudyResults:
     def blocks(self) -> np.ndarray | None:
         """Design block of each finished model, where the design or the seeding is blocked
         (partition/complement designs, ``train.seeding: block``); None for independent models."""
-        from .plan import design_block_size
+        from .design import design_block_size
 
         config = self.config
         if config.design.kind == "iid" and config.train.seeding != "block":
@@ -134,7 +135,7 @@ class StudyResults:
     def outputs(self, kind: str = "p_true") -> np.ndarray:
         """(models × target examples) outputs of the given kind, rows in ``run_indices`` order."""
         if kind not in self.output_kinds:
-            raise ValueError(f"unknown output kind {kind!r}; choose one of {list(self.output_kinds)}")
+            raise InputError(f"unknown output kind {kind!r}; choose one of {list(self.output_kinds)}")
         full = np.load(self._consolidated / f"outputs_{kind}.npy", mmap_mode="r")
         if self.run_indices.size and self.run_indices[-1] == self.run_indices.size - 1:
             return full[: self.run_indices.size]

@@ -14,12 +14,12 @@ from typing import IO
 
 import numpy as np
 
-from .config import StudyConfig
-from .convergence import study_held_out, study_split_half
-from .diagnostics import LEVEL_NAMES, ReliabilityCurve
-from .plan import partition_block_size
-from .results import open_study
-from .study import run_study
+from ..analysis.convergence import study_held_out, study_split_half
+from ..evaluate.reliability import LEVEL_NAMES, ReliabilityCurve
+from ..study.config import StudyConfig
+from ..study.design import partition_block_size
+from ..study.results import open_study
+from .run import run_study
 
 
 @dataclass(frozen=True)

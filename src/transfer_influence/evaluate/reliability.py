@@ -1,17 +1,17 @@
-"""How far to trust a study's influences: reliability, bootstrap error, prediction and false discoveries.
+"""How far to trust a study's influences: split-half reliability and held-out prediction.
 
-Everything here works on (masks, outputs) alone, so it runs on any finished or partial study, for
-any output kind and either estimator (paper App. A.5 and F):
+Everything in ``evaluate`` works on (masks, outputs) alone, so it runs on any finished or partial
+study, for any output kind and either estimator (paper App. A.5 and F):
 
 * split-half reliability — Spearman between influences from two disjoint halves of the models, at
   three levels (class overall, class × target class, class × example) and for growing numbers of
   models, with the number of models a requested reliability needs (Spearman–Brown curve fitted to
   the measured points);
-* bootstrap standard deviation of the overall influences against the number of models (Figure 8);
 * held-out Spearman — influences used as a linear model predicting held-out models' outputs
-  (Figure 29);
-* knockoff false-discovery rate among the top-k classes — fake classes with masks drawn from the
-  same design but no effect on the outputs (Figure 30).
+  (Figure 29).
+
+The bootstrap error (Figure 8) is in ``bootstrap``, false discoveries (Figure 30, Benjamini–Hochberg)
+in ``fdr``.
 """
 
 from __future__ import annotations
@@ -23,17 +23,16 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
-from .analysis import ESTIMATOR_NAMES, estimate, group_means
-from .estimators import ClassInfluence
+from ..errors import InputError
+from ..estimate import InfluenceEstimate, check_estimator, estimate, group_means
 
 LEVELS = ("overall", "target_class", "example")
 LEVEL_NAMES = {"overall": "class overall", "target_class": "class × target class", "example": "class × example"}
 
 
-def _fitter(name: str) -> Callable[..., ClassInfluence]:
-    """``(masks, outputs, blocks) → ClassInfluence`` for the named estimator (checked up front)."""
-    if name not in ESTIMATOR_NAMES:
-        raise ValueError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATOR_NAMES)}")
+def fitter_for(name: str) -> Callable[..., InfluenceEstimate]:
+    """``(masks, outputs, blocks) → InfluenceEstimate`` for the named estimator (checked up front)."""
+    check_estimator(name)
     return lambda masks, outputs, blocks: estimate(name, masks, outputs, blocks=blocks)
 
 
@@ -95,7 +94,7 @@ class ReliabilityCurve:
     def models_for(self, reliability: float) -> float:
         """Total models (both halves) for the split-half Spearman to reach ``reliability``."""
         if not 0 < reliability < 1:
-            raise ValueError("reliability must lie strictly between 0 and 1")
+            raise InputError("reliability must lie strictly between 0 and 1")
         return 2 * self.spearman_brown_c * reliability / (1 - reliability)
 
     @property
@@ -135,8 +134,8 @@ def split_half_reliability(
     masks = np.asarray(masks, dtype=bool)
     m = masks.shape[0]
     if m < 8:
-        raise ValueError(f"split-half reliability needs at least 8 models, got {m}")
-    fit = _fitter(estimator_name)
+        raise InputError(f"split-half reliability needs at least 8 models, got {m}")
+    fit = fitter_for(estimator_name)
     data = level_outputs(outputs, target_labels, num_target_classes)
     half = m // 2
     sizes = np.unique(np.linspace(max(4, half // 2 ** (points - 1)), half, points).astype(int))
@@ -163,36 +162,6 @@ def split_half_reliability(
     return curves
 
 
-@dataclass(frozen=True)
-class BootstrapCurve:
-    """Mean over classes of the bootstrap std of overall influences, against the number of models."""
-
-    models: np.ndarray
-    mean_std: np.ndarray
-
-
-def bootstrap_std(
-    masks: np.ndarray, outputs: np.ndarray, points: int = 6, resamples: int = 200, seed: int = 0
-) -> BootstrapCurve:
-    """Resample N of the models with replacement and recompute the overall influences (Figure 8)."""
-    masks = np.asarray(masks, dtype=bool)
-    overall = np.asarray(outputs, dtype=np.float64).mean(axis=1)
-    m = masks.shape[0]
-    sizes = np.unique(np.geomspace(max(8, m // 32), m, points).astype(int))
-    rng = np.random.default_rng(seed)
-    means = []
-    for size in sizes:
-        draws = rng.integers(0, m, size=(resamples, size))
-        x = masks[draws].astype(np.float64)  # resamples × size × K
-        y = overall[draws][:, :, None]
-        n_in = x.sum(axis=1)
-        n_out = size - n_in
-        with np.errstate(divide="ignore", invalid="ignore"):
-            infl = (x * y).sum(axis=1) / n_in - ((1 - x) * y).sum(axis=1) / n_out
-        means.append(float(np.nanmean(np.nanstd(infl, axis=0))))
-    return BootstrapCurve(sizes, np.asarray(means))
-
-
 def held_out_spearman(
     masks: np.ndarray,
     outputs: np.ndarray,
@@ -213,10 +182,10 @@ def held_out_spearman(
     m = masks.shape[0]
     held = max(4, int(round(held_out_fraction * m)))
     if m - held < 4:
-        raise ValueError(f"held-out Spearman needs at least 8 models, got {m}")
+        raise InputError(f"held-out Spearman needs at least 8 models, got {m}")
     order = _split(m, blocks, np.random.default_rng(seed))
     test, train = order[:held], order[held:]
-    fit = _fitter(estimator_name)
+    fit = fitter_for(estimator_name)
     scores: dict[str, float] = {}
     for level, y in level_outputs(outputs, target_labels, num_target_classes).items():
         infl = fit(masks[train], y[train], _sub(blocks, train)).values
@@ -225,61 +194,3 @@ def held_out_spearman(
         per_column = [_spearman(predicted[:, j], y[test][:, j]) for j in range(y.shape[1])]
         scores[level] = float(np.mean(per_column))
     return scores
-
-
-@dataclass(frozen=True)
-class KnockoffFDR:
-    """Estimated false-discovery rate among the top-k classes, by knockoff classes (Figure 30)."""
-
-    top_k: np.ndarray
-    fdr_positive: np.ndarray
-    fdr_negative: np.ndarray
-
-
-def knockoff_fdr(
-    masks: np.ndarray, knockoff_masks: np.ndarray, outputs: np.ndarray, estimator_name: str = "dim"
-) -> KnockoffFDR:
-    """Rank real and knockoff classes together by overall influence; knockoffs have no effect, so
-    the knockoffs ranked above the k-th real class estimate the false discoveries among the top k.
-
-    ``knockoff_masks`` must be drawn from the same design as ``masks`` but independently of the
-    outputs (e.g. the design with another seed), so that a knockoff looks like a null class.
-    """
-    masks = np.asarray(masks, dtype=bool)
-    knockoff_masks = np.asarray(knockoff_masks, dtype=bool)
-    if knockoff_masks.shape[0] != masks.shape[0]:
-        raise ValueError("knockoff masks need one row per model")
-    overall = np.asarray(outputs, dtype=np.float32).mean(axis=1, keepdims=True)
-    fit = _fitter(estimator_name)
-    joint = fit(np.concatenate([masks, knockoff_masks], axis=1), overall, None).values[:, 0]
-    num_real = masks.shape[1]
-    is_knockoff = np.arange(joint.size) >= num_real
-    ks = np.arange(1, num_real // 2 + 1)
-    return KnockoffFDR(ks, _fdr_curve(joint, is_knockoff, ks), _fdr_curve(-joint, is_knockoff, ks))
-
-
-def _fdr_curve(scores: np.ndarray, is_knockoff: np.ndarray, ks: np.ndarray) -> np.ndarray:
-    order = np.argsort(-scores, kind="stable")
-    knock = np.cumsum(is_knockoff[order])
-    real = np.cumsum(~is_knockoff[order])
-    fdr = []
-    for k in ks:
-        position = int(np.searchsorted(real, k))  # where the k-th real class sits
-        fdr.append(min(1.0, knock[position] / k))
-    return np.asarray(fdr)
-
-
-def significant_classes(influence: ClassInfluence, column: int = 0, fdr: float = 0.1) -> list[tuple[str, float, float]]:
-    """Classes whose influence on one column is non-zero under Benjamini–Hochberg control at ``fdr``.
-
-    Two-sided p-values from the t distribution with m − 2 degrees of freedom; returns
-    (class name, influence, adjusted p) sorted by influence.
-    """
-    dof = max(influence.num_models - 2, 1)
-    z = influence.z_scores[:, column].astype(np.float64)
-    p = 2 * stats.t.sf(np.abs(z), dof)
-    adjusted = stats.false_discovery_control(p, method="bh")
-    chosen = np.flatnonzero(adjusted <= fdr)
-    values = influence.values[:, column]
-    chosen = chosen[np.argsort(-values[chosen])]
-    return [(influence.class_names[k], float(values[k]), float(adjusted[k])) for k in chosen]

@@ -1,9 +1,6 @@
-"""Executors: run a list of RunSpecs, each worker writing its own run file.
+"""A pool of *spawned* worker processes, each with a few torch threads.
 
-* ``SerialExecutor``: in this process (debugging, tiny studies, GPU with one device).
-* ``ProcessExecutor`` (default): a pool of *spawned* processes, each with a few torch threads.
-  Measured here: two processes × one thread beat one process × two threads for models this small.
-
+Measured here: two processes × one thread beat one process × two threads for models this small.
 A run whose worker raised or died is submitted again (up to ``max_attempts``), never dropped; a pool
 broken by a dead worker is rebuilt and the runs that were in flight are retried.
 """
@@ -11,110 +8,17 @@ broken by a dead worker is rebuilt and the runs that were in flight are retried.
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Protocol
 
-from .config import StudyConfig
-from .plan import RunSpec
-
-GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184"
-FAULT_ENV = "TRANSFER_INFLUENCE_INJECT_CRASH"
-"""Test hook: ``RUN_ID`` makes the worker die (os._exit) the first time it starts that run."""
-
-
-class RunFailedError(RuntimeError):
-    """A run failed on every allowed attempt; the study stops with the finished runs kept."""
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    seconds: dict[str, float]
-    source_accuracy: float
-    target_accuracy: float
-    attempts: int = 1
-
-
-ProgressCallback = Callable[[RunSummary], bool]
-"""Called once per finished run; returning True stops the study after the runs in flight."""
-
-
-class Executor(Protocol):
-    def execute(self, specs: list[RunSpec], on_done: ProgressCallback) -> list[RunSummary]: ...
-
-
-# ---- the worker side (module-level state so that spawned processes can hold it) ------------------
-_worker_state: dict[str, Any] = {}
-
-
-def init_worker(study_dir: str, config_json: str, threads: int) -> None:
-    """Load the study's data once per process and build the tensors every run reuses."""
-    import torch
-
-    from .runner import Worker
-    from .store import StudyStore
-    from .views import load_study_data
-
-    torch.set_num_threads(threads)
-    config = StudyConfig.model_validate_json(config_json)
-    store = StudyStore.open(study_dir)
-    _worker_state["store"] = store
-    _worker_state["worker"] = Worker(config, load_study_data(store.data_path))
-
-
-def execute_one(spec: RunSpec) -> RunSummary:
-    """Run one spec and write its file; returns a small summary (the outputs stay on disk)."""
-    store = _worker_state["store"]
-    _maybe_inject_crash(store.path, spec.run_id)
-    result = _worker_state["worker"].run(spec)
-    record = {
-        "source_accuracy": result.source_accuracy,
-        "target_accuracy": result.target_accuracy,
-        "seconds": result.seconds,
-        "pid": os.getpid(),
-        "finished": time.time(),
-    }
-    store.write_run(spec, result.outputs, record)
-    return RunSummary(spec.run_id, result.seconds, result.source_accuracy, result.target_accuracy)
-
-
-def _maybe_inject_crash(study_dir: Path, run_id: str) -> None:
-    if os.environ.get(FAULT_ENV) != run_id:
-        return
-    marker = study_dir / f".crashed-{run_id}"
-    if not marker.exists():
-        marker.touch()
-        os._exit(17)
-
-
-# ---- executors ---------------------------------------------------------------------------------
-@dataclass
-class SerialExecutor:
-    study_dir: Path
-    config: StudyConfig
-
-    def execute(self, specs: list[RunSpec], on_done: ProgressCallback) -> list[RunSummary]:
-        init_worker(str(self.study_dir), self.config.model_dump_json(), self.config.execution.threads_per_worker)
-        done: list[RunSummary] = []
-        for spec in specs:
-            for attempt in range(1, self.config.execution.max_attempts + 1):
-                try:
-                    summary = execute_one(spec)
-                except Exception as exc:  # noqa: BLE001 - any failure of a run is retried
-                    if attempt == self.config.execution.max_attempts:
-                        raise RunFailedError(f"run {spec.run_id} failed {attempt} times; last error: {exc!r}") from exc
-                    continue
-                summary.attempts = attempt
-                done.append(summary)
-                if on_done(summary):
-                    return done
-                break
-        return done
+from ..errors import RunFailedError
+from ..study.config import StudyConfig
+from ..study.design import RunSpec
+from .base import ProgressCallback, RunSummary
+from .work import GLIBC_TUNABLES, execute_one, init_worker
 
 
 def default_workers(threads_per_worker: int) -> int:
@@ -216,13 +120,3 @@ class ProcessExecutor:
                 f"run {spec.run_id} failed {self.attempts[spec.run_id]} times (last: {reason}); "
                 "finished runs are kept — fix the cause and run the same command again to resume"
             )
-
-
-def make_executor(config: StudyConfig, study_dir: Path, num_specs: int) -> Executor:
-    execution = config.execution
-    if execution.executor == "serial":
-        return SerialExecutor(study_dir, config)
-    workers = execution.workers if isinstance(execution.workers, int) else default_workers(execution.threads_per_worker)
-    if execution.device == "cuda":
-        workers = 1 if execution.workers == "auto" else workers
-    return ProcessExecutor(study_dir, config, max(1, min(workers, num_specs)))

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from .config import DatasetSpec, StudyConfig
-from .data import ImageDataset, concatenate, few_shot_split, load_dataset
+from ..data import ImageDataset, concatenate, few_shot_split, load_dataset
 
 _HOLDOUT_STREAM = 0x401D
 
@@ -62,7 +63,7 @@ def build_study_data(config: StudyConfig) -> StudyData:
     source_train, source_holdout = _holdout_split(source, config.source.holdout_per_class, config.seed)
     target = load_spec(config.target.dataset)
     if target.image_shape != source.image_shape:
-        raise ValueError(
+        raise InputError(
             f"source images are {source.image_shape} but target images are {target.image_shape}; "
             "set image_size and channels on the dataset entries so that they match"
         )
@@ -89,7 +90,7 @@ def load_spec(spec: DatasetSpec) -> ImageDataset:
     dataset = load_dataset(spec.dataset, **spec.options)
     if spec.image_size is None and spec.channels is None:
         return dataset
-    from .data.formats import resize
+    from ..data.formats import resize
 
     channels, height, _ = dataset.image_shape
     return resize(dataset, spec.image_size or height, spec.channels or channels)
@@ -103,7 +104,7 @@ def _holdout_split(source: ImageDataset, per_class: int, seed: int) -> tuple[Ima
     for k, name in enumerate(source.class_names):
         members = np.flatnonzero(source.labels == k)
         if members.size <= per_class:
-            raise ValueError(
+            raise InputError(
                 f"source class {name!r} has {members.size} examples, not more than "
                 f"source.holdout_per_class={per_class}; lower holdout_per_class or add examples"
             )

@@ -18,104 +18,15 @@ Targets are processed in blocks so that temporaries stay bounded whatever n is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from ..errors import InputError
+from .inputs import prepare_inputs
+from .result import InfluenceEstimate
+
 _BLOCK_BYTES = 256 * 2**20
-
-
-@dataclass(frozen=True)
-class ClassInfluence:
-    """Influence of each source class (rows) on each target (columns), with its uncertainty.
-
-    ``values[k, j]`` is the mean output on target j over models whose subset included class k minus
-    the mean over models that excluded it; ``stderr`` is its pooled two-sample standard error;
-    ``n_in``/``n_out`` count the models on each side.
-    """
-
-    values: np.ndarray
-    stderr: np.ndarray
-    n_in: np.ndarray
-    n_out: np.ndarray
-    class_names: tuple[str, ...]
-    target_ids: tuple[str, ...]
-    output_kind: str | None = None
-    estimator: str = "dim"
-    """``dim`` (difference of means) or ``ridge`` (regression coefficients on the mask)."""
-
-    @property
-    def num_models(self) -> int:
-        return int(self.n_in[0] + self.n_out[0])
-
-    @property
-    def z_scores(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.stderr > 0, self.values / self.stderr, 0.0)
-
-    def column(self, target: str | int) -> np.ndarray:
-        j = self.target_ids.index(str(target)) if isinstance(target, str) else int(target)
-        return self.values[:, j]
-
-
-def _validate(masks: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-    if masks.ndim != 2:
-        raise ValueError(f"masks must be 2-D (models × classes), got shape {masks.shape}")
-    if outputs.ndim != 2:
-        raise ValueError(f"outputs must be 2-D (models × targets), got shape {outputs.shape}")
-    if masks.shape[0] != outputs.shape[0]:
-        raise ValueError(
-            f"masks have {masks.shape[0]} models (rows) but outputs have {outputs.shape[0]}; "
-            "pass one mask row per model's output row"
-        )
-    if masks.shape[0] < 3:
-        raise ValueError(f"need at least 3 models to estimate influences and errors, got {masks.shape[0]}")
-    if masks.dtype != np.bool_:
-        if not np.isin(masks, (0, 1)).all():
-            raise ValueError("masks must be boolean or hold only 0 and 1 (class in / out of the subset)")
-        masks = masks.astype(bool)
-    return masks
-
-
-def _check_classes_vary(n_in: np.ndarray, m: int, class_names: Sequence[str]) -> None:
-    always = np.flatnonzero(n_in == m)
-    never = np.flatnonzero(n_in == 0)
-    if always.size or never.size:
-        parts = []
-        if always.size:
-            parts.append(f"in every subset: {[class_names[k] for k in always[:10]]}")
-        if never.size:
-            parts.append(f"in no subset: {[class_names[k] for k in never[:10]]}")
-        raise ValueError(
-            "influence is undefined for classes " + "; ".join(parts)
-            + " — each class must be both included and excluded by some model; train more models "
-            "or use a design with alpha strictly between 0 and 1"
-        )
-
-
-def prepare_inputs(
-    masks: np.ndarray,
-    outputs: np.ndarray,
-    class_names: Sequence[str] | None,
-    target_ids: Sequence[str] | None,
-) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...], np.ndarray]:
-    """Checks shared by every estimator: boolean masks, labels, and classes both in and out.
-
-    Returns the boolean masks, class names, target ids and each class's inclusion count.
-    """
-    masks = _validate(np.asarray(masks), outputs)
-    m, num_classes = masks.shape
-    n = outputs.shape[1]
-    names = tuple(class_names) if class_names is not None else tuple(str(k) for k in range(num_classes))
-    ids = tuple(str(t) for t in target_ids) if target_ids is not None else tuple(str(j) for j in range(n))
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names for {num_classes} mask columns")
-    if len(ids) != n:
-        raise ValueError(f"{len(ids)} target ids for {n} output columns")
-    n_in = masks.sum(axis=0).astype(np.int64)
-    _check_classes_vary(n_in, m, names)
-    return masks, names, ids, n_in
 
 
 def class_influence(
@@ -125,7 +36,7 @@ def class_influence(
     target_ids: Sequence[str] | None = None,
     output_kind: str | None = None,
     block_targets: int | None = None,
-) -> ClassInfluence:
+) -> InfluenceEstimate:
     """Algorithm 1 for all K×n (class, target) pairs, with pooled standard errors.
 
     ``masks`` (m×K bool) says which classes each model's source subset held; ``outputs`` (m×n,
@@ -177,7 +88,7 @@ def class_influence(
         np.maximum(se, 0.0, out=se)
         se *= scale_per_dof
         np.sqrt(se, out=se)
-    return ClassInfluence(values, stderr, n_in, n_out, names, ids, output_kind)
+    return InfluenceEstimate(values, stderr, n_in, n_out, names, ids, dof=float(m - 2), output_kind=output_kind)
 
 
 def _centred_sum_of_squares(y: np.ndarray, mean: np.ndarray, rows: int = 64) -> np.ndarray:
@@ -200,7 +111,7 @@ def _needs_centring(mean: np.ndarray, ss_total: np.ndarray, m: int) -> bool:
 
 def _raise_not_finite(block: np.ndarray, start: int) -> None:
     model, target = np.argwhere(~np.isfinite(block))[0]
-    raise ValueError(
+    raise InputError(
         f"outputs hold NaN or inf (first at model row {model}, target column {start + target}); "
         "drop or re-run the models that produced them"
     )

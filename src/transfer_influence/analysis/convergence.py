@@ -8,17 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .diagnostics import (
-    BootstrapCurve,
-    KnockoffFDR,
-    ReliabilityCurve,
-    bootstrap_std,
-    held_out_spearman,
-    knockoff_fdr,
-    split_half_reliability,
-)
-from .plan import knockoff_masks
-from .results import StudyResults
+from ..errors import InputError
+from ..evaluate.bootstrap import BootstrapCurve, bootstrap_std
+from ..evaluate.fdr import KnockoffFDR, knockoff_fdr
+from ..evaluate.reliability import ReliabilityCurve, held_out_spearman, split_half_reliability
+from ..study.design import knockoff_masks
+from ..study.results import StudyResults
 
 
 def study_split_half(
@@ -107,7 +102,7 @@ def diagnose(
 ) -> Diagnostics:
     """Run every diagnostic; curves for every (kind, estimator), the rest for ``primary``."""
     if results.num_models < 8:
-        raise ValueError(f"diagnostics need at least 8 finished models, the study has {results.num_models}")
+        raise InputError(f"diagnostics need at least 8 finished models, the study has {results.num_models}")
     out = Diagnostics(results.num_models, target_reliability)
     for kind in kinds:
         outputs = np.asarray(results.outputs(kind))

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import InputError
 from .config import StudyConfig
 
 # Distinct streams derived from the study seed, so that subset draws and training seeds never share
@@ -24,7 +25,7 @@ _BASELINE_STREAM = 0xBA5E
 def subset_size(num_classes: int, alpha: float) -> int:
     size = int(round(alpha * num_classes))
     if not 1 <= size <= num_classes - 1:
-        raise ValueError(
+        raise InputError(
             f"design.alpha={alpha} gives subsets of {size} of {num_classes} classes; every subset "
             "must leave some classes in and some out — choose alpha so that 1 ≤ alpha·K ≤ K−1"
         )
@@ -54,7 +55,7 @@ def complement_mask(seed: int, index: int, num_classes: int, alpha: float) -> np
 def partition_block_size(alpha: float) -> int:
     block = int(round(1 / alpha))
     if abs(block * alpha - 1) > 1e-6:
-        raise ValueError(
+        raise InputError(
             f"design.kind 'partition' needs 1/alpha to be a whole number (alpha = 1/2, 1/3, 1/4, ...), "
             f"got alpha={alpha}; use alpha={1 / block:.4g} or the 'iid' design"
         )
@@ -68,7 +69,7 @@ def partition_mask(seed: int, index: int, num_classes: int, alpha: float) -> np.
     blocks cancel out of each class's comparison."""
     block = partition_block_size(alpha)
     if num_classes < block:
-        raise ValueError(f"partition design needs at least 1/alpha = {block} classes, got {num_classes}")
+        raise InputError(f"partition design needs at least 1/alpha = {block} classes, got {num_classes}")
     rng = np.random.default_rng([_SUBSET_STREAM, seed, index // block])
     groups = np.array_split(rng.permutation(num_classes), block)
     mask = np.zeros(num_classes, dtype=bool)
@@ -84,7 +85,7 @@ def design_mask(config: StudyConfig, index: int, num_classes: int, seed_offset: 
     (knockoff classes for false-discovery estimates)."""
     kind = config.design.kind
     if kind not in DESIGNS:
-        raise ValueError(f"unknown design.kind {kind!r}; choose one of {sorted(DESIGNS)}")
+        raise InputError(f"unknown design.kind {kind!r}; choose one of {sorted(DESIGNS)}")
     return DESIGNS[kind](config.seed + seed_offset, index, num_classes, config.design.alpha)
 
 

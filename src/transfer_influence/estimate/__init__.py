@@ -1,0 +1,21 @@
+"""Estimators of influence from (inclusion masks, outputs): numpy and scipy only.
+
+``dim`` — difference of means (Algorithm 1), one matrix product; ``ridge`` — regression on the
+inclusion mask (datamodels). Both return an :class:`InfluenceEstimate`.
+"""
+
+from .dim import class_influence
+from .groups import group_means
+from .registry import ESTIMATOR_NAMES, check_estimator, estimate
+from .result import InfluenceEstimate
+from .ridge import datamodel_influence
+
+__all__ = [
+    "ESTIMATOR_NAMES",
+    "InfluenceEstimate",
+    "check_estimator",
+    "class_influence",
+    "datamodel_influence",
+    "estimate",
+    "group_means",
+]

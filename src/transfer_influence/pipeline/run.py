@@ -1,0 +1,86 @@
+"""Run a study end to end: data views → store → pending run specs → executor → consolidation.
+
+Resuming is the same call: finished runs are found by their files and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from ..execute import RunSummary, make_executor
+from ..study.config import StudyConfig
+from ..study.design import RunSpec, baseline_runs, subset_runs
+from ..study.results import consolidate
+from ..study.store import StudyStore, atomic_write_text, study_lock
+from ..study.views import build_study_data, save_study_data
+from .progress import progress_bar
+from .stopping import stop_rule_for
+
+@dataclass
+class RunReport:
+    store: StudyStore
+    planned: int
+    skipped: int
+    executed: list[RunSummary] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def pending_specs(config: StudyConfig, store: StudyStore, num_classes: int) -> tuple[list[RunSpec], int]:
+    """Baselines first (a partial study can already be compared with them), then subset models."""
+    specs = baseline_runs(config, num_classes) + subset_runs(config, num_classes, range(config.num_models))
+    finished = store.finished_run_ids()
+    todo = [s for s in specs if s.run_id not in finished]
+    return todo, len(specs) - len(todo)
+
+
+def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True, stream: IO[str] | None = None) -> RunReport:
+    study_dir = Path(study_dir)
+    stream = stream or sys.stderr
+    with study_lock(study_dir):
+        started = time.perf_counter()
+        data = build_study_data(config)
+        store = StudyStore.create_or_open(
+            study_dir,
+            config,
+            data.fingerprints(),
+            extra={"data": data.summary(), "class_names": list(data.class_names)},
+        )
+        store.remove_partial_files()
+        if not store.data_path.exists():
+            save_study_data(data, store.data_path)
+        seconds_data = time.perf_counter() - started
+        specs, skipped = pending_specs(config, store, len(data.class_names))
+        report = RunReport(store, planned=len(specs) + skipped, skipped=skipped)
+        if skipped:
+            print(f"resuming {study_dir}: {skipped} runs already finished, {len(specs)} to go", file=stream)
+        started = time.perf_counter()
+        if specs:
+            executor = make_executor(config, study_dir, len(specs))
+            stop_rule = stop_rule_for(config, store, stream)
+            with progress_bar(len(specs), progress, stream) as on_done:
+                report.executed = executor.execute(specs, lambda s: on_done(s) or stop_rule(s))
+        seconds_runs = time.perf_counter() - started
+        started = time.perf_counter()
+        consolidate(store)
+        report.timings = {
+            "data_seconds": seconds_data,
+            "runs_wall_seconds": seconds_runs,
+            "train_seconds_total": sum(s.seconds.get("train", 0.0) for s in report.executed),
+            "transfer_seconds_total": sum(s.seconds.get("transfer", 0.0) for s in report.executed),
+            "consolidate_seconds": time.perf_counter() - started,
+            "runs_executed": len(report.executed),
+        }
+        _append_timings(store, report.timings)
+        return report
+
+
+def _append_timings(store: StudyStore, timings: dict[str, float]) -> None:
+    path = store.path / "timings.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **timings})
+    atomic_write_text(path, json.dumps(history, indent=2))

@@ -1,0 +1,1 @@
+"""The report: ``tables`` (CSV, no matplotlib), ``plots`` (figures), ``page`` (HTML), ``build`` (all)."""
