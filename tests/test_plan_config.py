@@ -30,6 +30,32 @@ def test_complement_pairs_cover_every_class_once() -> None:
         assert s.sum() == 15
 
 
+@pytest.mark.parametrize("num_classes", [72, 70, 75, 11])
+def test_partition_subsets_all_have_one_size_and_never_overlap_within_a_block(num_classes: int) -> None:
+    from transfer_influence.study.design import partition_mask, partition_subset_size
+
+    size = partition_subset_size(num_classes, 0.1)
+    assert size == num_classes // 10
+    masks = np.stack([partition_mask(5, i, num_classes, 0.1) for i in range(200)])
+    assert set(masks.sum(axis=1).tolist()) == {size}  # 72 classes used to mix 7- and 8-class subsets
+    for block in masks.reshape(20, 10, num_classes):
+        assert block.sum(axis=0).max() == 1  # every class in at most one model of a block
+    counts = masks.sum(axis=0)
+    assert counts.min() > 0 and counts.max() < 200
+
+
+def test_complement_design_needs_alpha_one_half() -> None:
+    with pytest.raises(ConfigError, match="complement.*alpha must be 0.5"):
+        parse_config(tiny_config_dict(**{"design.kind": "complement", "design.alpha": 0.1}))
+    with pytest.raises(ValueError, match="alpha = 0.5"):
+        complement_mask(0, 1, 72, 0.1)  # used to alternate 7- and 65-class subsets
+
+
+def test_partition_design_needs_whole_inverse_alpha() -> None:
+    with pytest.raises(ConfigError, match="1/alpha to be a whole number"):
+        parse_config(tiny_config_dict(**{"design.kind": "partition", "design.alpha": 0.3}))
+
+
 def test_alpha_that_leaves_no_class_out_is_refused() -> None:
     with pytest.raises(ValueError, match="alpha"):
         iid_mask(0, 0, 3, 0.9)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
 
@@ -66,6 +66,21 @@ class DesignConfig(_Strict):
     kind: Literal["iid", "complement", "partition"] = "iid"
     alpha: float = Field(default=0.5, gt=0.0, lt=1.0)
 
+    @model_validator(mode="after")
+    def _alpha_fits_kind(self) -> "DesignConfig":
+        if self.kind == "complement" and abs(self.alpha - 0.5) > 1e-9:
+            raise ValueError(
+                f"kind 'complement' pairs a subset with its complement, so alpha must be 0.5 (got {self.alpha:g}); "
+                "use kind 'partition' for balanced blocks at another alpha"
+            )
+        if self.kind == "partition" and abs(round(1 / self.alpha) * self.alpha - 1) > 1e-6:
+            block = round(1 / self.alpha)
+            raise ValueError(
+                f"kind 'partition' needs 1/alpha to be a whole number (alpha = 1/2, 1/3, 1/4, ...), got "
+                f"alpha={self.alpha:g}; use alpha={1 / block:.4g} or kind 'iid'"
+            )
+        return self
+
 
 class ModelConfig(_Strict):
     arch: Literal["small_cnn"] = "small_cnn"
@@ -115,6 +130,12 @@ class ExecutionConfig(_Strict):
     stop_check_every: int = Field(default=100, ge=8, description="subset models between reliability checks")
     stop_after_seconds: float | None = Field(
         default=None, gt=0, description="stop starting new runs after this much wall time (a compute budget)"
+    )
+    run_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="a run taking longer than this counts as a failed attempt: its worker is killed and the run "
+        "retried (null: no limit)",
     )
 
     @field_validator("workers")

@@ -47,8 +47,15 @@ def iid_mask(seed: int, index: int, num_classes: int, alpha: float) -> np.ndarra
 def complement_mask(seed: int, index: int, num_classes: int, alpha: float) -> np.ndarray:
     """Pairs (S, S^c): models 2p and 2p+1 see complementary subsets, so every class is in exactly
     one model of each pair. This balances inclusion counts and cancels the pair's shared noise in
-    the difference of means."""
-    base = _random_subset(seed, index // 2, num_classes, subset_size(num_classes, alpha))
+    the difference of means. Only alpha = 1/2 with an even K keeps both halves the same size: any
+    other combination is refused (use ``partition``)."""
+    if abs(alpha - 0.5) > 1e-9 or num_classes % 2:
+        raise InputError(
+            f"design.kind 'complement' pairs a subset with its complement, so it needs alpha = 0.5 and an "
+            f"even number of classes (got alpha={alpha}, K={num_classes}); use the 'partition' design "
+            "(balanced blocks of 1/alpha models) or 'iid'"
+        )
+    base = _random_subset(seed, index // 2, num_classes, num_classes // 2)
     return base if index % 2 == 0 else ~base
 
 
@@ -62,22 +69,46 @@ def partition_block_size(alpha: float) -> int:
     return block
 
 
-def partition_mask(seed: int, index: int, num_classes: int, alpha: float) -> np.ndarray:
-    """Balanced blocks: the 1/alpha models of a block split a random permutation of the classes
-    into 1/alpha groups, so every class is in exactly one model per block (complement pairs are the
-    case alpha = 1/2). Inclusion counts are equal for all classes, and the differences between
-    blocks cancel out of each class's comparison."""
+def partition_subset_size(num_classes: int, alpha: float) -> int:
+    """Classes per model in the partition design: ⌊K·α⌋ = ⌊K / (1/α)⌋, so that the 1/α disjoint
+    subsets of a block fit in the K classes. Equals round(α·K) unless K·α has a fraction ≥ ½."""
     block = partition_block_size(alpha)
     if num_classes < block:
-        raise InputError(f"partition design needs at least 1/alpha = {block} classes, got {num_classes}")
+        raise InputError(
+            f"the partition design with alpha={alpha} needs at least 1/alpha = {block} source classes, "
+            f"got {num_classes}; use a larger alpha"
+        )
+    return num_classes // block
+
+
+def partition_mask(seed: int, index: int, num_classes: int, alpha: float) -> np.ndarray:
+    """Balanced blocks: the 1/alpha models of a block take disjoint groups of ⌊K·α⌋ classes from a
+    random permutation, so every class is in at most one model per block and every subset has the
+    same size. When K is not a multiple of 1/alpha, the K mod (1/alpha) classes left at the end of
+    the permutation sit out of that block (different ones in every block). Each model's subset is
+    still a uniformly random set of ⌊K·α⌋ classes, and the block's models never overlap, so the
+    differences between blocks cancel out of each class's comparison. Complement pairs are the
+    case alpha = 1/2 with K even."""
+    block = partition_block_size(alpha)
+    size = partition_subset_size(num_classes, alpha)
     rng = np.random.default_rng([_SUBSET_STREAM, seed, index // block])
-    groups = np.array_split(rng.permutation(num_classes), block)
+    order = rng.permutation(num_classes)
+    part = index % block
     mask = np.zeros(num_classes, dtype=bool)
-    mask[groups[index % block]] = True
+    mask[order[part * size : (part + 1) * size]] = True
     return mask
 
 
 DESIGNS = {"iid": iid_mask, "complement": complement_mask, "partition": partition_mask}
+
+
+def design_subset_size(kind: str, num_classes: int, alpha: float) -> int:
+    """Classes in every subset of the design (all subsets of a design have the same size)."""
+    if kind == "partition":
+        return partition_subset_size(num_classes, alpha)
+    if kind == "complement":
+        return num_classes // 2
+    return subset_size(num_classes, alpha)
 
 
 def design_mask(config: StudyConfig, index: int, num_classes: int, seed_offset: int = 0) -> np.ndarray:
