@@ -102,3 +102,45 @@ def test_packaged_demo_config_is_valid() -> None:
     config = load_config(packaged_config("demo"))
     assert config.name == "demo" and len(config.source.components) == 2
     assert parse_config(config.model_dump(mode="json")) == config
+
+
+def test_too_few_models_are_refused_before_training_with_the_minimum(tmp_path: Path, monkeypatch) -> None:
+    from transfer_influence.errors import PlanError
+    from transfer_influence.pipeline.run import run_study
+    from transfer_influence.study.design import minimum_models
+
+    config = parse_config(tiny_config_dict(num_models=3, **{"design.kind": "partition", "design.alpha": 0.25}))
+    needed = minimum_models(config, 8)
+    assert needed >= 4  # at least one whole block of 4 models
+    import transfer_influence.execute as execute
+
+    def no_training(*args, **kwargs):  # the check must come before any executor exists
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("transfer_influence.pipeline.run.make_executor", no_training)
+    with pytest.raises(PlanError, match=f"at least {needed} models"):
+        run_study(config, tmp_path / "study", progress=False)
+    assert not (tmp_path / "study" / "study.json").exists()
+    assert execute.make_executor is not no_training
+
+
+def test_minimum_models_is_exact_for_the_seed() -> None:
+    from transfer_influence.study.design import check_plan, design_mask, minimum_models
+
+    config = parse_config(tiny_config_dict(**{"design.alpha": 0.25}))  # iid, 2 of 8 classes per model
+    needed = minimum_models(config, 8)
+    check_plan(config.with_overrides(num_models=needed), 8)
+    with pytest.raises(ValueError, match=f"at least {needed}"):
+        check_plan(config.with_overrides(num_models=needed - 1), 8)
+    masks = np.stack([design_mask(config, i, 8) for i in range(needed)])
+    assert (masks.sum(axis=0) > 0).all() and not (masks[:-1].sum(axis=0) > 0).all()
+
+
+def test_cli_names_the_minimum_model_count_and_exits_2(tmp_path: Path, capsys) -> None:
+    from transfer_influence.cli import main
+
+    cfg = write_config(tmp_path / "c.yaml", tiny_config_dict(**{"design.kind": "partition", "design.alpha": 0.25}))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "s"), "--models", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "num_models = 2 cannot estimate every class" in err and "--models" in err
+    assert "alpha strictly between" not in err

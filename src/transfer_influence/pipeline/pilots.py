@@ -8,6 +8,7 @@ measured (a class's effect within a source of α·K classes), so the table says 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -15,11 +16,12 @@ from typing import IO
 import numpy as np
 
 from ..analysis.convergence import study_held_out, study_split_half
+from ..errors import PlanError
 from ..evaluate.reliability import LEVEL_NAMES, ReliabilityCurve
 from ..study.config import StudyConfig
 from ..study.design import partition_block_size
 from ..study.results import open_study
-from .run import run_study
+from .run import TIMINGS_FILE, run_study
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,9 @@ def design_for(alpha: float) -> str:
     """The balanced partition design where 1/α is whole, else independent subsets."""
     try:
         partition_block_size(alpha)
-        return "partition"
     except ValueError:
         return "iid"
+    return "partition"
 
 
 def run_pilots(
@@ -130,14 +132,28 @@ def run_pilots(
         directory = out / f"pilot-alpha-{alpha:g}"
         if stream is not None:
             print(f"pilot: alpha {alpha:g}, {design} design, {pilot_seconds:g} s → {directory}", file=stream, flush=True)
-        report = run_study(pilot_config, directory, progress=False, stream=stream)
+        run_study(pilot_config, directory, progress=False, stream=stream)
         results = open_study(directory)
         num_classes = len(results.class_names)
-        y = np.asarray(results.outputs("p_true"))
+        y = np.asarray(results.outputs(config.analysis.output_kind))
         curves, held = {}, {}
         for est in ("dim", "ridge"):
             curves[est] = study_split_half(results, y, est, levels=(level,), repeats=4)[level]
             held[est] = study_held_out(results, y, est)[level]
-        seconds = report.timings["runs_wall_seconds"] if report.executed else pilot_seconds
-        pilots.append(Pilot(alpha, design, results.num_models, seconds, float(results.target_accuracy.mean()), curves, held))
+        models, seconds = training_throughput(directory)
+        pilots.append(Pilot(alpha, design, models, seconds, float(results.target_accuracy.mean()), curves, held))
     return Recommendation(target, budget_minutes, level, num_classes, pilots)
+
+
+def training_throughput(study_dir: Path) -> tuple[int, float]:
+    """(runs trained, wall seconds spent training them) over every ``run`` of a study directory.
+
+    A pilot that is extended by a second ``plan`` holds the models of both invocations, so its rate
+    must come from both invocations' runs and times (``timings.json``), not this one's time alone.
+    """
+    history = json.loads((study_dir / TIMINGS_FILE).read_text())
+    runs = sum(int(entry["runs_executed"]) for entry in history)
+    seconds = sum(float(entry["runs_wall_seconds"]) for entry in history)
+    if runs == 0 or seconds <= 0:
+        raise PlanError(f"{study_dir} trained no models in its pilot; give the pilot more time (--pilot-seconds)")
+    return runs, seconds

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, PlanError
 from .config import StudyConfig
 
 # Distinct streams derived from the study seed, so that subset draws and training seeds never share
@@ -130,6 +130,58 @@ def design_block_size(config: StudyConfig) -> int:
     if config.design.kind == "complement":
         return 2
     return max(2, int(round(1 / config.design.alpha)))
+
+
+def is_blocked(config: StudyConfig) -> bool:
+    """Whether models come in design blocks (partition/complement designs or one seed per block)."""
+    return config.design.kind != "iid" or config.train.seeding == "block"
+
+
+def _plan_problem(masks: np.ndarray, block: int | None) -> str | None:
+    """Why the first ``len(masks)`` models cannot estimate every class, or None when they can."""
+    m = masks.shape[0]
+    if block is not None and m < block:
+        return f"a blocked design needs at least one whole block of {block} models"
+    n_in = masks.sum(axis=0)
+    never, always = int((n_in == 0).sum()), int((n_in == m).sum())
+    if never or always:
+        parts = ([f"{never} classes are in no subset"] if never else []) + (
+            [f"{always} classes are in every subset"] if always else []
+        )
+        return " and ".join(parts)
+    return None
+
+
+def minimum_models(config: StudyConfig, num_classes: int, search_limit: int = 100_000) -> int:
+    """The fewest models (from index 0, this design and seed) with every class both in and out of
+    some subset and, for blocked designs, at least one whole block; the masks are rebuilt from the
+    seed, so the answer is exact."""
+    block = design_block_size(config) if is_blocked(config) else None
+    n_in = np.zeros(num_classes, dtype=np.int64)
+    for m in range(1, search_limit + 1):
+        n_in += design_mask(config, m - 1, num_classes)
+        if (block is None or m >= block) and (n_in > 0).all() and (n_in < m).all():
+            return m
+    raise PlanError(
+        f"no number of models up to {search_limit} includes and excludes every one of the {num_classes} classes "
+        f"with design {config.design.kind!r} at alpha={config.design.alpha:g}; choose alpha so that every subset "
+        "leaves some classes in and some out"
+    )
+
+
+def check_plan(config: StudyConfig, num_classes: int) -> None:
+    """Refuse, before any training, a model count that cannot estimate every class's influence."""
+    needed = minimum_models(config, num_classes)
+    if config.num_models >= needed:
+        return
+    masks = np.stack([design_mask(config, i, num_classes) for i in range(config.num_models)])
+    problem = _plan_problem(masks, design_block_size(config) if is_blocked(config) else None)
+    raise PlanError(
+        f"num_models = {config.num_models} cannot estimate every class's influence: with design "
+        f"{config.design.kind!r} (alpha {config.design.alpha:g}, {num_classes} classes, seed {config.seed}) "
+        f"{problem}. This design and seed need at least {needed} models: set num_models (or --models) "
+        f"to {needed} or more"
+    )
 
 
 def train_seed(config: StudyConfig, index: int) -> int:
