@@ -6,7 +6,7 @@ these tests are fast and pass on a machine without any system fonts.
 
 from __future__ import annotations
 
-import time
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -93,16 +93,60 @@ def test_glyph_name_check_catches_letters_mapped_to_symbols_without_the_deny_lis
     assert glyphs._glyph_name_fits(dejavu, "a", dejavu.get_char_index(ord("a")))
 
 
-def test_discovery_is_sorted_deduplicated_and_can_be_limited(tmp_path: Path) -> None:
+def test_discovery_is_ordered_by_face_deduplicated_and_can_be_limited(tmp_path: Path) -> None:
     # The same face twice (a copy under another name) counts once.
     copy = tmp_path / "zz-copy-of-DejaVuSans.ttf"
     copy.write_bytes((BUNDLED / "DejaVuSans.ttf").read_bytes())
     fonts = discover_fonts([BUNDLED, copy])
-    assert fonts == sorted(fonts)
-    twins = sorted([str(copy), str(BUNDLED / "DejaVuSans.ttf")])
-    assert twins[0] in fonts and twins[1] not in fonts  # the first by path is kept
+    names = [face.name for face in glyphs._usable_faces([BUNDLED, copy], None)]
+    assert names == sorted(names) and len(names) == len(set(names)) == len(fonts)
+    assert (str(copy) in fonts) != (str(BUNDLED / "DejaVuSans.ttf") in fonts)
     limited = discover_fonts([BUNDLED], max_fonts=3)
-    assert len(limited) == 3 and set(limited) <= set(fonts)
+    assert len(limited) == 3 and set(limited) <= set(discover_fonts([BUNDLED]))
+
+
+def copy_fonts_in_two_layouts(
+    tmp_path: Path, extra_in_first: dict[str, bytes] | None = None
+) -> tuple[Path, Path]:
+    """The bundled fonts split into two groups, copied twice so that sorting by path interleaves
+    them differently: ``a/aaa_fonts`` + ``a/zzz_fonts`` and ``b/zzz_fonts`` + ``b/aaa_fonts``.
+    ``extra_in_first`` files go with the first group (``DejaVuSans.ttf`` is in the second)."""
+    files = sorted(BUNDLED.glob("*.ttf"))
+    groups = (files[0::2], files[1::2])
+    layouts = {"a": ("aaa_fonts", "zzz_fonts"), "b": ("zzz_fonts", "aaa_fonts")}
+    for copy, folders in layouts.items():
+        for group, folder in zip(groups, folders):
+            target = tmp_path / copy / folder
+            target.mkdir(parents=True)
+            for font in group:
+                shutil.copyfile(font, target / font.name)
+        for name, content in (extra_in_first or {}).items():
+            (tmp_path / copy / folders[0] / name).write_bytes(content)
+    return tmp_path / "a", tmp_path / "b"
+
+
+@pytest.mark.parametrize("max_fonts", [None, 5])
+def test_same_fonts_at_other_paths_give_the_same_dataset(
+    tmp_path: Path, max_fonts: int | None
+) -> None:
+    copy_a, copy_b = copy_fonts_in_two_layouts(tmp_path / "fonts")
+    options = dict(classes=["0", "A", "g"], images_per_class=12, seed=0, max_fonts=max_fonts)
+    a = load_glyphs(font_paths=[copy_a], cache_dir=tmp_path / "cache_a", **options)  # type: ignore[arg-type]
+    b = load_glyphs(font_paths=[copy_b], cache_dir=tmp_path / "cache_b", **options)  # type: ignore[arg-type]
+    assert np.array_equal(a.images, b.images)
+    assert np.array_equal(a.example_ids, b.example_ids)
+    assert a.fingerprint() == b.fingerprint()
+
+
+def test_duplicate_face_choice_does_not_depend_on_paths(tmp_path: Path) -> None:
+    # Two different files of one face (DejaVuSans): which one is used must not follow the folders.
+    original = (BUNDLED / "DejaVuSans.ttf").read_bytes()
+    other_version = original + bytes(16)
+    copy_a, copy_b = copy_fonts_in_two_layouts(tmp_path, {"DejaVuSans-other.ttf": other_version})
+    twins = {"DejaVuSans.ttf", "DejaVuSans-other.ttf"}
+    chosen_a = [Path(p).name for p in discover_fonts([copy_a]) if Path(p).name in twins]
+    chosen_b = [Path(p).name for p in discover_fonts([copy_b]) if Path(p).name in twins]
+    assert len(chosen_a) == 1 and chosen_a == chosen_b
 
 
 def test_missing_font_path_is_an_error(tmp_path: Path) -> None:
@@ -216,9 +260,8 @@ def test_cache_hit_returns_identical_data_without_rendering(
         raise AssertionError("rendered although cached")
 
     monkeypatch.setattr(glyphs, "_render_class", fail)
-    start = time.perf_counter()
+    monkeypatch.setattr(glyphs, "_usable_faces", fail)  # not even the font inspection runs
     second = small(tmp_path)
-    assert time.perf_counter() - start < 1.0
     assert np.array_equal(first.images, second.images)
     assert np.array_equal(first.labels, second.labels)
     assert np.array_equal(first.example_ids, second.example_ids)
@@ -231,6 +274,36 @@ def test_cache_key_changes_with_parameters(tmp_path: Path) -> None:
     small(tmp_path, seed=3)
     small(tmp_path, images_per_class=4)
     assert len(list((tmp_path / "glyphs").glob("*.npz"))) == 3
+
+
+def test_same_fonts_at_other_paths_share_one_cache_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy_a, copy_b = copy_fonts_in_two_layouts(tmp_path / "fonts")
+    first = load_glyphs(["A", "7"], images_per_class=4, font_paths=[copy_a], cache_dir=tmp_path)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("rendered although the same fonts are cached")
+
+    monkeypatch.setattr(glyphs, "_render_class", fail)
+    second = load_glyphs(["A", "7"], images_per_class=4, font_paths=[copy_b], cache_dir=tmp_path)
+    assert len(list((tmp_path / "glyphs").glob("*.npz"))) == 1
+    assert np.array_equal(first.images, second.images)
+    assert np.array_equal(first.example_ids, second.example_ids)
+
+
+def test_cache_key_follows_font_content(tmp_path: Path) -> None:
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    font = fonts / "DejaVuSans.ttf"
+    font.write_bytes((BUNDLED / "DejaVuSans.ttf").read_bytes())
+    small(tmp_path, font_paths=[fonts], classes=["A"], images_per_class=2)
+    # Same size, other bytes (a changed font file): a new entry, not the old pixels.
+    content = bytearray(font.read_bytes())
+    content[-1] ^= 0xFF
+    font.write_bytes(bytes(content))
+    small(tmp_path, font_paths=[fonts], classes=["A"], images_per_class=2)
+    assert len(list((tmp_path / "glyphs").glob("*.npz"))) == 2
 
 
 def test_damaged_cache_file_is_rebuilt(tmp_path: Path) -> None:

@@ -109,3 +109,112 @@ def test_estimator_does_not_import_torch() -> None:
 
     code = "import sys, transfer_influence as t; t.class_influence; t.open_study; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _cluster_robust_brute_force(masks: np.ndarray, outputs: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """G/(G−1)·Σ_b (Σ_{i∈b} w_i·e_i)² class by class and target by target, with plain loops."""
+    m, k = masks.shape
+    ids = np.unique(blocks)
+    stderr = np.zeros((k, outputs.shape[1]))
+    for c in range(k):
+        inside = masks[:, c].astype(bool)
+        weight = np.where(inside, 1 / inside.sum(), -1 / (~inside).sum())
+        for j in range(outputs.shape[1]):
+            y = outputs[:, j].astype(np.float64)
+            residual = np.where(inside, y - y[inside].mean(), y - y[~inside].mean())
+            scores = [(weight * residual)[blocks == b].sum() for b in ids]
+            stderr[c, j] = np.sqrt(ids.size / (ids.size - 1) * np.sum(np.square(scores)))
+    return stderr
+
+
+def test_block_standard_errors_of_complement_pairs_are_the_paired_t_test() -> None:
+    rng = np.random.default_rng(3)
+    first = rng.random((30, 6)) < 0.5
+    masks = np.empty((60, 6), bool)
+    masks[0::2], masks[1::2] = first, ~first
+    outputs = rng.normal(size=(60, 4)) + 0.3 * masks[:, [2]] + rng.normal(size=(30, 1)).repeat(2, axis=0)
+    blocks = np.arange(60) // 2
+    result = class_influence(masks, outputs, blocks=blocks)
+    np.testing.assert_allclose(result.values, class_influence(masks, outputs).values, atol=1e-6)
+    assert result.dof == 29
+    for c in range(6):
+        held = np.where(masks[0::2, c], 0, 1)  # which model of each pair holds class c
+        inside = outputs[np.arange(0, 60, 2) + held]
+        outside = outputs[np.arange(0, 60, 2) + 1 - held]
+        t = stats.ttest_rel(inside, outside).statistic
+        np.testing.assert_allclose(result.z_scores[c], t, rtol=1e-4)
+
+
+def test_block_standard_errors_with_ragged_blocks_and_sit_outs_match_brute_force() -> None:
+    rng = np.random.default_rng(4)
+    blocks = np.repeat(np.arange(12), rng.integers(1, 5, size=12))  # blocks of 1 to 4 models
+    m = blocks.size
+    masks = rng.random((m, 7)) < 0.4
+    masks[0], masks[1] = True, False
+    outputs = (rng.normal(size=(m, 5)) + rng.normal(size=(12, 1))[blocks]).astype(np.float32)
+    result = class_influence(masks, outputs, blocks=blocks, block_targets=2)
+    np.testing.assert_allclose(result.stderr, _cluster_robust_brute_force(masks, outputs, blocks), rtol=2e-5, atol=1e-7)
+    assert result.dof == 11
+
+
+def test_one_block_falls_back_to_pooled_errors_and_bad_blocks_are_refused() -> None:
+    rng = np.random.default_rng(5)
+    masks = rng.random((20, 3)) < 0.5
+    masks[0], masks[1] = True, False
+    outputs = rng.normal(size=(20, 2))
+    pooled = class_influence(masks, outputs)
+    single = class_influence(masks, outputs, blocks=np.zeros(20, int))
+    np.testing.assert_array_equal(single.stderr, pooled.stderr)
+    assert single.dof == pooled.dof == 18
+    with pytest.raises(ValueError, match="one design block id per model"):
+        class_influence(masks, outputs, blocks=np.zeros(19, int))
+
+
+def test_ridge_errors_count_one_degree_of_freedom_per_block() -> None:
+    """Unpenalised ridge with blocks is OLS on block dummies and the mask: same coefficients, and
+    the classical OLS errors with m − G − K residual degrees of freedom."""
+    from transfer_influence.estimate.ridge import datamodel_influence
+
+    rng = np.random.default_rng(6)
+    m, k, g = 90, 5, 45
+    masks = rng.random((m, k)) < 0.5
+    blocks = np.arange(m) // 2
+    outputs = masks @ rng.normal(size=(k, 3)) + rng.normal(size=(g, 1))[blocks] + rng.normal(size=(m, 3))
+    fit = datamodel_influence(masks, outputs, ridge=0.0, blocks=blocks)
+    design = np.column_stack([np.eye(g)[blocks], masks])
+    coef, rss = np.linalg.lstsq(design, outputs, rcond=None)[:2]
+    dof = m - g - k
+    sigma2 = rss / dof
+    covariance_diag = np.diag(np.linalg.inv(design.T @ design))[g:]
+    assert fit.dof == pytest.approx(dof)
+    np.testing.assert_allclose(fit.values, coef[g:], atol=1e-5)
+    np.testing.assert_allclose(fit.stderr, np.sqrt(np.outer(covariance_diag, sigma2)), rtol=1e-4)
+    no_blocks = datamodel_influence(masks, outputs, ridge=0.0)
+    assert no_blocks.dof == pytest.approx(m - 1 - k)
+
+
+def test_ridge_gcv_divides_by_the_residual_dof_left_after_the_block_effects() -> None:
+    """The chosen penalty minimises RSS/(m − G − tr H)² over the grid, scored by brute force."""
+    from transfer_influence.estimate.ridge import PENALTY_GRID, datamodel_influence
+
+    rng = np.random.default_rng(0)
+    m, k = 60, 20
+    first = rng.random((m // 2, k)) < 0.5
+    masks = np.empty((m, k), bool)
+    masks[0::2], masks[1::2] = first, ~first
+    blocks = np.arange(m) // 2
+    outputs = masks @ rng.normal(0, 0.3, size=(k, 3)) + rng.normal(size=(m, 3))
+    within = outputs - (outputs[0::2] + outputs[1::2]).repeat(2, axis=0) / 2
+    centred_masks = masks - (masks[0::2].astype(float) + masks[1::2]).repeat(2, axis=0) / 2
+    singular = np.linalg.svd(centred_masks, compute_uv=False)
+    singular = singular[singular > 1e-9 * singular.max()]
+    scores, fits = [], []
+    for ridge in PENALTY_GRID:
+        fit = datamodel_influence(masks, outputs, ridge=ridge, blocks=blocks)
+        residual_dof = m - m // 2 - float((singular**2 / (singular**2 + ridge * m)).sum())
+        assert fit.dof == pytest.approx(residual_dof)
+        rss = ((within - centred_masks @ fit.values.astype(np.float64)) ** 2).sum()
+        scores.append(rss / residual_dof**2)
+        fits.append(fit)
+    best = fits[int(np.argmin(scores))]
+    np.testing.assert_allclose(datamodel_influence(masks, outputs, blocks=blocks).values, best.values, atol=1e-7)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "transfer_influence"
 
-LAYERS = ["errors", "data", "study", "train", "execute", "estimate", "evaluate", "analysis", "report", "pipeline", "cli"]
+LAYERS = ["errors", "progress", "data", "study", "train", "execute", "estimate", "evaluate", "analysis", "report", "pipeline", "cli"]
 """Bottom to top: a module may import its own layer and the layers below it. The package root
 (``__init__.py``, the public API) counts as the top."""
 

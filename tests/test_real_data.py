@@ -23,7 +23,7 @@ needs_fashion = pytest.mark.skipif(
 def test_demo_data_short_run_pretraining_beats_random_init(tmp_path: Path) -> None:
     config = load_config(packaged_config("demo")).with_overrides(
         num_models=2,
-        **{"design.kind": "complement", "baselines.repeats": 1, "execution.executor": "serial"},
+        **{"design.kind": "complement", "design.alpha": 0.5, "baselines.repeats": 1, "execution.executor": "serial"},
     )
     report = run_study(config, tmp_path / "study", progress=False)
     results = open_study(tmp_path / "study")

@@ -56,7 +56,7 @@ class Diagnostics:
                     "estimator": est,
                     "level": level,
                     "split_half_spearman": round(curve.at_full_size, 4),
-                    "models_per_half": int(curve.models_per_half[-1]),
+                    "models_per_half": int(curve.models_per_half[-1]) if curve.models_per_half.size else 0,
                     "full_study_reliability": round(curve.full_study_reliability, 4),
                     "held_out_spearman": round(self.held_out.get((kind, est), {}).get(level, float("nan")), 4),
                     f"models_for_split_half_{self.target_reliability:g}": int(round(curve.models_for(self.target_reliability)))
@@ -82,13 +82,29 @@ class Diagnostics:
             "bootstrap": None if self.bootstrap is None else {
                 "models": self.bootstrap.models.tolist(), "mean_std": self.bootstrap.mean_std.tolist()
             },
-            "knockoffs": None if self.knockoffs is None else {
-                "top_k": self.knockoffs.top_k.tolist(),
-                "fdr_positive": self.knockoffs.fdr_positive.tolist(),
-                "fdr_negative": self.knockoffs.fdr_negative.tolist(),
-            },
+            "knockoffs": None if self.knockoffs is None else _knockoff_payload(self.knockoffs),
         }
         path.write_text(json.dumps(payload, indent=2))
+
+
+KNOCKOFF_DEFINITIONS = {
+    "knockoff_share": "paper App. F / Figure 30: share of knockoff classes among the top k of the joint "
+    "ranking of real and knockoff classes by overall influence; 0.5 is chance, 0 means the top k are all real",
+    "knockoff_plus_fdr": "knockoff+ estimate of the false-discovery rate among the top k real classes: "
+    "(1 + knockoffs ranked above the k-th real class) / k, capped at 1",
+}
+"""What the saved knockoff curves are, written next to them so that the file explains itself."""
+
+
+def _knockoff_payload(knockoffs: KnockoffFDR) -> dict[str, object]:
+    return {
+        "top_k": knockoffs.top_k.tolist(),
+        "knockoff_share_positive": knockoffs.share_positive.tolist(),
+        "knockoff_share_negative": knockoffs.share_negative.tolist(),
+        "knockoff_plus_fdr_positive": knockoffs.fdr_plus_positive.tolist(),
+        "knockoff_plus_fdr_negative": knockoffs.fdr_plus_negative.tolist(),
+        "definitions": KNOCKOFF_DEFINITIONS,
+    }
 
 
 def diagnose(

@@ -15,7 +15,13 @@ Which fonts are used (the rule):
   shapes (matplotlib's ``cmsy10``/``cmex10``, the ``STIXSize*``/``STIXNonUnicode`` fonts, the
   ``LastResort`` font that maps everything to one box) and partial fonts, so that every alphanumeric
   class is drawn from the same set of faces. Faces with the same PostScript name are one face (the
-  first by sorted path is kept), so a font that is both bundled and installed counts once.
+  file with the smallest content hash is kept), so a font that is both bundled and installed counts
+  once.
+* Order: faces are ordered by name, then by the sha256 of the font file, never by path. matplotlib's
+  bundled fonts live inside the virtual environment, so paths (and how they interleave with the
+  system fonts) change with where the project is checked out; names and contents do not. Which
+  face draws which image, the ``max_fonts`` subset and the cache key all follow this order, so the
+  same fonts give the same dataset wherever the project or the fonts are.
 * Per character: a usable face is used for a class only when it has that character (mapped, with a
   fitting glyph name, and drawing some ink). For letters and digits that holds for every usable face;
   for symbols (``"alnum+symbols"``) or other characters, faces lacking the glyph are skipped.
@@ -51,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.ft2font import FT2Font
 
 #: Bumped whenever a change to this module changes the pixels, so old caches are not reused.
-RENDERER_VERSION = "glyphs-render-v3"
+RENDERER_VERSION = "glyphs-render-v4"
 
 IMAGE_SIZE = 28
 #: Longer side of the glyph before augmentation scaling, as in MNIST (20x20 box in a 28x28 field).
@@ -171,8 +177,9 @@ def candidate_font_files(
 ) -> list[Path]:
     """Every ``.ttf``/``.otf`` file under the given files/folders (default: bundled + system).
 
-    Sorted by path and without duplicate targets, so the result (and the cache key built from it)
-    does not depend on directory listing order. ``.ttc`` collections are skipped.
+    Sorted by path and without duplicate targets, so the listing does not depend on directory
+    listing order. ``.ttc`` collections are skipped. Faces and the cache key are ordered by face
+    name and content (:func:`font_digest`) instead, since paths depend on the checkout location.
     """
     if font_paths is None:
         roots: list[Path] = [bundled_font_dir()]
@@ -201,6 +208,27 @@ def _walk_font_files(root: Path) -> Iterable[Path]:
         for name in files:
             if Path(name).suffix.lower() in FONT_SUFFIXES:
                 yield Path(folder) / name
+
+
+#: Content hashes already computed in this process, by (real path, size, mtime in ns): hashing
+#: every candidate font (about 270 files, 73 MB on a Debian machine with common font packages)
+#: costs 0.05-0.1 s, which every load would otherwise pay again.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def font_digest(path: str | Path) -> str:
+    """sha256 of a font file's bytes: what identifies a font wherever it is installed."""
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    key = (real, stat.st_size, stat.st_mtime_ns)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        hasher = hashlib.sha256()
+        with open(real, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(chunk)
+        digest = _DIGESTS[key] = hasher.hexdigest()
+    return digest
 
 
 def _open_font(path: str | Path, px: int = _RENDER_PX) -> "FT2Font":
@@ -297,24 +325,33 @@ def _face_name(font: "FT2Font", path: str | Path) -> str:
 class _Face:
     path: str
     name: str
+    digest: str
+
+
+def _one_per_face(candidates: Iterable[_Face]) -> list[_Face]:
+    """One file per face name, ordered by (name, content hash): no path decides order or choice.
+
+    The same face installed twice (bundled and system DejaVu, say) keeps the file with the smallest
+    hash; identical copies differ only in path, and pick the first path, which draws the same pixels.
+    """
+    chosen: dict[str, _Face] = {}
+    for face in sorted(candidates, key=lambda f: (f.name, f.digest, f.path)):
+        chosen.setdefault(face.name, face)
+    return list(chosen.values())
 
 
 def _usable_faces(
     font_paths: Sequence[str | Path] | None, max_fonts: int | None
 ) -> list[_Face]:
-    faces: list[_Face] = []
-    seen: set[str] = set()
+    if max_fonts is not None and max_fonts < 1:
+        raise ValueError(f"max_fonts must be positive, got {max_fonts}")
+    candidates: list[_Face] = []
     for path in candidate_font_files(font_paths):
         problem, name = _inspect_face(path)
-        if problem is not None:
-            continue
-        if name in seen:  # the same face installed twice (bundled and system DejaVu, say)
-            continue
-        seen.add(name)
-        faces.append(_Face(str(path), name))
+        if problem is None:
+            candidates.append(_Face(str(path), name, font_digest(path)))
+    faces = _one_per_face(candidates)
     if max_fonts is not None:
-        if max_fonts < 1:
-            raise ValueError(f"max_fonts must be positive, got {max_fonts}")
         if len(faces) > max_fonts:
             # Evenly spaced rather than the first few, so a small subset still spans families.
             keep = np.unique(np.linspace(0, len(faces) - 1, max_fonts).round().astype(int))
@@ -325,7 +362,7 @@ def _usable_faces(
 def discover_fonts(
     font_paths: Sequence[str | Path] | None = None, max_fonts: int | None = None
 ) -> list[str]:
-    """Paths of the usable font faces (one per face), sorted by path.
+    """Paths of the usable font faces (one per face), in face-name order (see the module doc).
 
     ``font_paths`` are files or folders to search instead of the default locations (matplotlib's
     bundled fonts plus the system font folders). ``len(discover_fonts())`` is how many faces the
@@ -495,14 +532,18 @@ def _cache_key(
     max_fonts: int | None,
     files: list[Path],
 ) -> str:
-    """Hash of everything that can change the pixels; font files by path and size (cheap to stat)."""
+    """Hash of everything that can change the pixels or ids.
+
+    Font files enter by file name and content hash, not by path, so the same fonts share an entry
+    wherever they (or the project's virtual environment) are, and a changed font file gets a new one.
+    """
     payload: dict[str, Any] = {
         "version": RENDERER_VERSION,
         "classes": list(classes),
         "images_per_class": images_per_class,
         "seed": seed,
         "max_fonts": max_fonts,
-        "fonts": [[str(p), p.stat().st_size] for p in files],
+        "fonts": sorted({(p.name, font_digest(p)) for p in files}),
         "image": [IMAGE_SIZE, BOX_SIZE, _RENDER_PX],
         "augment": [ROTATION_DEGREES, SCALE_RANGE, MAX_SHIFT, STROKE_STEPS, STROKE_PROBS],
     }
@@ -556,10 +597,11 @@ def load_glyphs(
 
     ``classes``: a preset (:data:`CLASS_SETS`) or a list of single characters; labels follow it.
     ``font_paths``: font files or folders to use instead of bundled + system fonts.
-    ``max_fonts``: use at most this many usable faces, evenly spaced in path order (quick runs).
+    ``max_fonts``: use at most this many usable faces, evenly spaced in face-name order (quick runs).
     ``cache_dir``: where the ``.npz`` cache lives (default :func:`default_cache_dir`); the cache is
-    keyed by all parameters, the candidate font files and their sizes, and the renderer version, so
-    installing a font package gives a new cache entry rather than stale images.
+    keyed by all parameters, the candidate font files (file name and content hash, not path) and the
+    renderer version, so installing a font package gives a new cache entry rather than stale images,
+    and the same fonts in another checkout reuse the entry.
 
     Returns uint8 images (N, 1, 28, 28), ``images_per_class`` per class in class order, with ids
     ``glyphs/<char>/<face>/<index>`` (symbols spelled out: ``glyphs/slash/...``).

@@ -31,8 +31,9 @@ def estimate(
     output_kind: str | None = None,
     blocks: np.ndarray | None = None,
 ) -> InfluenceEstimate:
-    """Influences by the named estimator; ``blocks`` (one design block per model) is used by ridge."""
+    """Influences by the named estimator. ``blocks`` (one design block per model): ridge adds a fixed
+    effect per block; difference of means takes its standard errors from the independent blocks."""
     check_estimator(estimator)
     if estimator == "dim":
-        return class_influence(masks, outputs, class_names, target_ids, output_kind)
+        return class_influence(masks, outputs, class_names, target_ids, output_kind, blocks=blocks)
     return datamodel_influence(masks, outputs, class_names, target_ids, output_kind, blocks=blocks)

@@ -31,19 +31,42 @@ LEVEL_NAMES = {"overall": "class overall", "target_class": "class × target clas
 
 
 def fitter_for(name: str) -> Callable[..., InfluenceEstimate]:
-    """``(masks, outputs, blocks) → InfluenceEstimate`` for the named estimator (checked up front)."""
+    """``(masks, outputs, blocks) → InfluenceEstimate`` for the named estimator (checked up front).
+
+    Blocks reach only ridge, whose coefficients depend on them (a fixed effect per block); the
+    difference of means uses them for standard errors alone, which these diagnostics never read.
+    """
     check_estimator(name)
+    if name == "dim":
+        return lambda masks, outputs, blocks: estimate(name, masks, outputs)
     return lambda masks, outputs, blocks: estimate(name, masks, outputs, blocks=blocks)
 
 
-def _split(m: int, blocks: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    """A random order of the models; with blocks, whole blocks stay together (so that each half of a
-    balanced design is itself balanced, as the real study is)."""
+def _shuffled_groups(m: int, blocks: np.ndarray | None, rng: np.random.Generator) -> list[np.ndarray]:
+    """The models' rows in random order, grouped: one group per design block, so that any run of
+    whole groups holds whole blocks (each half of a balanced design is then itself balanced, as
+    the real study is, and a block's shared seed never straddles two halves); without blocks,
+    every model is its own group."""
     if blocks is None:
-        return rng.permutation(m)
-    ids = np.unique(blocks)
-    order = rng.permutation(ids)
-    return np.concatenate([np.flatnonzero(blocks == b) for b in order])
+        return [np.array([i]) for i in rng.permutation(m)]
+    _, inverse, counts = np.unique(_checked_blocks(blocks, m), return_inverse=True, return_counts=True)
+    by_block = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    return [by_block[i] for i in rng.permutation(counts.size)]
+
+
+def _checked_blocks(blocks: np.ndarray, m: int) -> np.ndarray:
+    blocks = np.asarray(blocks)
+    if blocks.shape != (m,):
+        raise InputError(f"blocks must hold one design block id per model ({m}), got shape {blocks.shape}")
+    return blocks
+
+
+def _num_groups(m: int, blocks: np.ndarray | None) -> int:
+    return m if blocks is None else int(np.unique(_checked_blocks(blocks, m)).size)
+
+
+def _rows(groups: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(groups) if groups else np.array([], dtype=np.int64)
 
 
 def _sub(blocks: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -114,6 +137,16 @@ def _fit_spearman_brown(h: np.ndarray, r: np.ndarray) -> float:
     return float(grid[int(np.argmin(errors))])
 
 
+def _half_sizes(num_groups: int, models_per_group: float, points: int) -> np.ndarray:
+    """Groups (models, or whole blocks) per half on the curve: ``points`` sizes up to half of the
+    groups, the smallest holding at least 4 models."""
+    half = num_groups // 2
+    if half < 1:
+        return np.array([], dtype=int)  # one block cannot be halved: no point is measurable yet
+    smallest = min(half, max(int(np.ceil(4 / models_per_group)), half // 2 ** (points - 1), 1))
+    return np.unique(np.linspace(smallest, half, points).astype(int))
+
+
 def split_half_reliability(
     masks: np.ndarray,
     outputs: np.ndarray,
@@ -130,6 +163,10 @@ def split_half_reliability(
 
     Repeated over ``repeats`` random splits and for ``points`` half sizes up to m/2 (each smaller
     size uses the first models of each half), so the curve shows how reliability grows with m.
+    With ``blocks`` every half, at every size, holds whole design blocks, and the curve's
+    ``models_per_half`` is the mean number of models the halves held. Sizes at which a half leaves
+    some class always in or always out are skipped; with a single block there is no point at all
+    (the curve is empty and its ``at_full_size`` NaN), as in a study's first checks.
     """
     masks = np.asarray(masks, dtype=bool)
     m = masks.shape[0]
@@ -137,16 +174,19 @@ def split_half_reliability(
         raise InputError(f"split-half reliability needs at least 8 models, got {m}")
     fit = fitter_for(estimator_name)
     data = level_outputs(outputs, target_labels, num_target_classes)
-    half = m // 2
-    sizes = np.unique(np.linspace(max(4, half // 2 ** (points - 1)), half, points).astype(int))
     rng = np.random.default_rng(seed)
+    num_groups = _num_groups(m, blocks)
+    sizes = _half_sizes(num_groups, m / num_groups, points)
     values: dict[str, list[list[float]]] = {level: [[] for _ in sizes] for level in levels}
+    models: list[list[float]] = [[] for _ in sizes]
     for _ in range(repeats):
-        order = _split(m, blocks, rng)
+        groups = _shuffled_groups(m, blocks, rng)
+        half = len(groups) // 2
         for i, size in enumerate(sizes):
-            a, b = order[:size], order[half : half + size]
+            a, b = _rows(groups[:size]), _rows(groups[half : half + size])
             if not (_halves_vary(masks[a]) and _halves_vary(masks[b])):
                 continue
+            models[i].append((a.size + b.size) / 2)
             for level in levels:
                 y = data[level]
                 first = fit(masks[a], y[a], _sub(blocks, a)).values
@@ -155,11 +195,18 @@ def split_half_reliability(
     curves: dict[str, ReliabilityCurve] = {}
     for level in levels:
         usable = [i for i, v in enumerate(values[level]) if v]
-        h = sizes[usable].astype(float)
+        h = np.array([np.mean(models[i]) for i in usable], dtype=float)
         r = np.array([np.mean(values[level][i]) for i in usable])
         spread = np.array([np.std(values[level][i]) for i in usable])
         curves[level] = ReliabilityCurve(level, h, r, spread, _fit_spearman_brown(h, r))
     return curves
+
+
+def _held_out_groups(groups: list[np.ndarray], fraction: float) -> int:
+    """How many of the shuffled groups to hold out: about ``fraction`` of the models, at least 4."""
+    sizes = np.cumsum([g.size for g in groups])
+    wanted = max(4, int(round(fraction * sizes[-1])))
+    return int(min(np.searchsorted(sizes, wanted) + 1, len(groups)))
 
 
 def held_out_spearman(
@@ -176,15 +223,19 @@ def held_out_spearman(
 
     For each level and each of its columns, the prediction for a held-out model is
     Σ_k (mask_k − mean mask_k)·Infl_k, and the score is the Spearman over held-out models between
-    prediction and actual output, averaged over the level's columns.
+    prediction and actual output, averaged over the level's columns. With ``blocks`` the held-out
+    models are whole design blocks; when whole blocks cannot leave at least 4 models on each side
+    (e.g. a study's first block) every score is NaN.
     """
     masks = np.asarray(masks, dtype=bool)
     m = masks.shape[0]
-    held = max(4, int(round(held_out_fraction * m)))
-    if m - held < 4:
+    if m < 8:
         raise InputError(f"held-out Spearman needs at least 8 models, got {m}")
-    order = _split(m, blocks, np.random.default_rng(seed))
-    test, train = order[:held], order[held:]
+    groups = _shuffled_groups(m, blocks, np.random.default_rng(seed))
+    held = _held_out_groups(groups, held_out_fraction)
+    test, train = _rows(groups[:held]), _rows(groups[held:])
+    if train.size < 4:  # blocks too large to leave 4 models on each side: not measurable yet
+        return {level: float("nan") for level in LEVELS}
     fit = fitter_for(estimator_name)
     scores: dict[str, float] = {}
     for level, y in level_outputs(outputs, target_labels, num_target_classes).items():

@@ -7,12 +7,23 @@ Outputs follow an additive model with the noise structure seen in real studies:
 
 β_kj = B_k,c(j) + δ_kj are class effects per target class plus per-example deviations, γ sparse
 pairwise interactions, and u (per model), v (per model and target class) and e (per model and
-example) training noise. For designs whose subsets are uniformly random sets of s = round(α·K)
-classes (iid, complement and partition designs all are, model by model), the estimand of the
-difference of means is known exactly:
+example) training noise. Every design here gives each model a uniformly random set of s classes
+(s = round(α·K) for iid, K/2 for complement, ⌊α·K⌋ for partition), so both estimands are known
+exactly:
+
+* difference of means (``estimator="dim"``):
 
     Infl_kj = β_kj − Σ_{l≠k} β_lj/(K−1) + (s−1)/(K−1)·Σ_{l≠k} γ_kl
               − 2(s−1)/((K−1)(K−2))·Σ_{pairs l<m, both ≠ k} γ_lm
+
+* regression on the mask (``estimator="ridge"`` without penalty): a row of a fixed-size mask
+  always sums to s, so only coefficients relative to the average class are identified, and the
+  minimum-norm solution estimates c_k − mean_l c_l. Without interactions c = β. An interaction
+  x_a·x_b projects onto the masks (with an intercept) as (s−1)/(K−2)·(x_a + x_b) + constant: by
+  symmetry only x_a + x_b can enter, and Cov(x_a·x_b, x_a + x_b)/Var(x_a + x_b) = (s−1)/(K−2) for
+  uniformly random s-subsets — and the same within balanced blocks (partition, complement), so
+  block fixed effects leave the estimand unchanged. Hence
+  c_k = β_k + (s−1)/(K−2)·Σ_l γ_kl, centred over classes.
 
 so designs and estimators can be scored exactly and in milliseconds. ``from_study`` calibrates the
 effect and noise sizes on a real study.
@@ -24,6 +35,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..errors import InputError
 from ..estimate import group_means
 
 
@@ -84,31 +96,63 @@ class StudySimulator:
         y += rng.normal(0, s.example_noise, size=y.shape)
         return y.astype(np.float32)
 
-    def true_influence(self, alpha: float, level: str = "target_class") -> np.ndarray:
-        """The difference-of-means estimand for uniformly random subsets of round(α·K) classes."""
+    def true_influence(
+        self, alpha: float | None = None, level: str = "target_class", *, size: int | None = None,
+        estimator: str = "dim",
+    ) -> np.ndarray:
+        """The estimand of ``estimator`` for uniformly random subsets of ``size`` classes.
+
+        ``size`` defaults to round(α·K), the iid design's; pass the design's own size where it
+        differs (⌊α·K⌋ for partition, K/2 for complement). ``estimator`` is ``"dim"`` (difference
+        of means) or ``"ridge"`` (unpenalised regression on the mask: effects relative to the
+        average class, see the module docstring).
+        """
         k = self.spec.num_classes
-        size = int(round(alpha * k))
-        beta = self.example_effects
-        infl = beta - (beta.sum(axis=0, keepdims=True) - beta) / (k - 1)
-        gamma_per_example = np.zeros((k, self.num_targets))
-        pair_total = np.zeros(self.num_targets)
-        involving = np.zeros((k, self.num_targets))
-        for a, b, gamma in self.interactions:
-            g = gamma[self.target_labels]
-            gamma_per_example[a] += g
-            gamma_per_example[b] += g
-            pair_total += g
-            involving[a] += g
-            involving[b] += g
-        infl += (size - 1) / (k - 1) * gamma_per_example
-        infl -= 2 * (size - 1) / ((k - 1) * (k - 2)) * (pair_total - involving)
+        if size is None:
+            if alpha is None:
+                raise InputError("give the subset ratio alpha or the subset size")
+            size = int(round(alpha * k))
+        if not 1 <= size <= k - 1:
+            raise InputError(f"subsets of {size} of {k} classes leave no class both in and out; choose 1 ≤ size ≤ {k - 1}")
+        if estimator == "dim":
+            infl = self._difference_of_means_truth(size)
+        elif estimator == "ridge":
+            infl = self._regression_truth(size)
+        else:
+            raise InputError(f"unknown estimator {estimator!r}; choose 'dim' or 'ridge'")
         if level == "example":
             return infl
         if level == "target_class":
             return group_means(infl, self.target_labels, self.spec.num_target_classes)
         if level == "overall":
             return infl.mean(axis=1, keepdims=True)
-        raise ValueError(f"unknown level {level!r}")
+        raise InputError(f"unknown level {level!r}; choose 'example', 'target_class' or 'overall'")
+
+    def _interaction_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per example: Σ_l γ_kl for each class k (K × n), and Σ over all pairs (n)."""
+        per_class = np.zeros((self.spec.num_classes, self.num_targets))
+        pair_total = np.zeros(self.num_targets)
+        for a, b, gamma in self.interactions:
+            g = gamma[self.target_labels]
+            per_class[a] += g
+            per_class[b] += g
+            pair_total += g
+        return per_class, pair_total
+
+    def _difference_of_means_truth(self, size: int) -> np.ndarray:
+        k = self.spec.num_classes
+        beta = self.example_effects
+        infl = beta - (beta.sum(axis=0, keepdims=True) - beta) / (k - 1)
+        per_class, pair_total = self._interaction_sums()
+        infl += (size - 1) / (k - 1) * per_class
+        infl -= 2 * (size - 1) / ((k - 1) * (k - 2)) * (pair_total - per_class)
+        return infl
+
+    def _regression_truth(self, size: int) -> np.ndarray:
+        k = self.spec.num_classes
+        per_class, _ = self._interaction_sums()
+        coef = self.example_effects + (size - 1) / (k - 2) * per_class
+        return coef - coef.mean(axis=0, keepdims=True)
 
     @classmethod
     def from_study(cls, results, kind: str = "p_true", seed: int = 0) -> "StudySimulator":  # type: ignore[no-untyped-def]

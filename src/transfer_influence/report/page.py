@@ -104,6 +104,22 @@ def _diagnostics_html(diag: Diagnostics | None, alpha: float, kind: str, estimat
     header = list(rows[0].keys())
     primary = [r for r in rows if r["estimator"] == estimator and r["output_kind"] == kind]
     summary = "; ".join(f"{LEVEL_NAMES[str(r['level'])]} {r['split_half_spearman']:.2f}" for r in primary)
+    knockoffs = ""
+    if diag.knockoffs is not None:
+        ko = diag.knockoffs
+        # The paper's statistic at k ≈ K/10 (its top 100 of 1,000 classes); top_k runs to K/2.
+        i = min(len(ko.top_k), max(1, round(len(ko.top_k) / 5))) - 1
+        knockoffs = f"""<p>Bootstrap error (left, paper Figure 8): standard deviation of the overall influences
+over resamples of the models. Knockoffs (right, paper App. F and Figure 30): fake classes whose masks
+come from the same design with another seed, so they have no effect, estimated together with the real
+classes and ranked with them by overall influence. Solid lines: the paper's statistic, the share of
+knockoffs among the top k of that joint ranking — 0.5 is chance, 0 means the top k are all real
+classes; at k = {int(ko.top_k[i])} it is {ko.share_positive[i]:.2f} for the most positive and
+{ko.share_negative[i]:.2f} for the most negative classes. Dashed lines: the knockoff+ estimate of the
+false-discovery rate among the top k <em>real</em> classes, (1 + knockoffs ranked above the k-th real
+class)/k. With fixed-size subsets a class without effect displaces the others and so scores slightly
+below the knockoffs when the classes help on average: then the positive curves overstate and the
+negative ones understate false discoveries.</p>"""
     return f"""<h2>Reliability (α = {alpha:g}, {diag.num_models} models)</h2>
 <p>Split-half Spearman — influences from two disjoint halves of the models, correlated — for
 <code>{html.escape(kind)}</code> and {ESTIMATOR_NAMES[estimator]}: {html.escape(summary)}. The last column projects the
@@ -112,4 +128,5 @@ curve fitted to the measured points; held-out Spearman scores influences as a li
 outputs of a quarter of the models left out of the estimate.</p>
 {_img(out / "reliability.png")}
 {_table(header, [[str(r[h]) for h in header] for r in rows])}
+{knockoffs}
 {_img(out / "bootstrap_knockoffs.png")}"""

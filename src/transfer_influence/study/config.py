@@ -2,7 +2,8 @@
 
 Everything that changes a study's numbers lives here and is hashed into ``results_key``; settings
 that only change *how* the work is executed (workers, threads, how many models to train so far)
-are excluded, so a study can be resumed or extended on another machine without being refused.
+are excluded, so a study can be resumed or extended on another machine without being refused, as
+long as the device type and bf16 autocast resolved there (``run_numerics``) are the study's.
 """
 
 from __future__ import annotations
@@ -171,10 +172,23 @@ class StudyConfig(_Strict):
     execution: ExecutionConfig = ExecutionConfig()
     analysis: AnalysisConfig = AnalysisConfig()
 
-    def results_key(self) -> str:
-        """Hash of every setting that changes results (not num_models, execution or analysis)."""
+    def results_key(self, numerics: dict[str, Any] | None = None) -> str:
+        """Hash of every setting that changes results (not num_models, execution or analysis).
+
+        ``numerics`` (``run_numerics``: the device type and autocast a run really uses) also change a
+        run's numbers but depend on the machine, so they are passed in; a study's key always holds
+        them. Without them the key compares two configs' own settings.
+        """
         payload = self.model_dump(mode="json", exclude=NOT_RESULTS)
+        if numerics is not None:
+            payload["numerics"] = numerics
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def run_numerics(self, device_type: str) -> dict[str, Any]:
+        """The numerics a run of this config has on a device of type ``device_type`` ('cpu' or
+        'cuda', as ``execution.device`` resolves on the machine): bf16 autocast acts on CUDA only,
+        so ``execution.amp`` on a CPU changes nothing and is not recorded as on."""
+        return {"device": device_type, "bf16_autocast": bool(self.execution.amp and device_type == "cuda")}
 
     def with_overrides(self, **changes: Any) -> "StudyConfig":
         data = self.model_dump(mode="json")
@@ -188,7 +202,9 @@ class StudyConfig(_Strict):
 
 
 NOT_RESULTS = {"execution": True, "num_models": True, "analysis": True}
-"""Settings that change how a study runs or is shown, never its runs' numbers."""
+"""Settings that change how a study runs or is shown, never its runs' numbers. The two execution
+settings that do change them, ``device`` and ``amp``, enter the results key through
+``run_numerics``, resolved on the machine that runs the study."""
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -5,6 +5,8 @@ No torch import here: analysis and estimation run from a study directory in any 
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, StudyMismatchError
+from .atomic import atomic_write_npz, fsync_file, new_temp_file, remove_temp_files, replace_durably
 from .config import StudyConfig
-from .store import CONSOLIDATED_DIR, StudyStore, atomic_write_npz
+from .store import CONSOLIDATED_DIR, StudyStore, consolidation_lock
 from .outputs import OUTPUT_KINDS
 
 
@@ -28,23 +31,68 @@ def _load_targets(store: StudyStore) -> dict[str, np.ndarray]:
         }
 
 
+FLAGS_FILE = "completed.npz"
+GROWTH = 1.5
+"""Factor by which the consolidated arrays grow past the rows needed when more runs finish: sizing
+them to the finished runs (never to ``num_models``, which may be a pilot's 100,000) keeps files to
+what is held, and geometric growth keeps the copying on growth linear overall."""
+LEGACY_TEMP_SUFFIX = ".grow.npy"
+"""The fixed temporary name older versions grew arrays under (cleaned like the unique ones)."""
+
+
+def _array_layout(num_classes: int, num_targets: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Each consolidated array's row shape and dtype: one row per subset run index."""
+    return {
+        "masks": ((num_classes,), np.bool_),
+        "source_accuracy": ((), np.float32),
+        "target_accuracy": ((), np.float32),
+        **{f"outputs_{k}": ((num_targets,), np.float32) for k in OUTPUT_KINDS},
+    }
+
+
+def grown_capacity(capacity: int, needed: int, planned: int) -> int:
+    """Rows the consolidated arrays should have: ``capacity`` while it holds ``needed`` rows, else
+    ``GROWTH`` × as many (at least ``needed``), but never past the planned ``num_models`` while the
+    finished runs fit in it, so a finished study's arrays hold exactly its runs."""
+    if needed <= capacity:
+        return capacity
+    grown = max(needed, math.ceil(capacity * GROWTH))
+    return min(grown, planned) if needed <= planned else grown
+
+
 def consolidate(store: StudyStore) -> Path:
     """Fold finished subset-run files into ``consolidated/`` memmaps; returns that directory.
 
-    Rows are filled before the completion flags are replaced (atomically), so a crash during
-    consolidation leaves flags that only mark rows already written.
+    Takes the consolidation lock, so the running study and any readers consolidate one at a time.
+    Rows are filled and flushed before the completion flags are replaced (atomically), so a crash
+    during consolidation leaves flags that only mark rows already written.
     """
     out = store.path / CONSOLIDATED_DIR
-    out.mkdir(exist_ok=True)
+    with consolidation_lock(store.path):
+        out.mkdir(exist_ok=True)
+        _remove_leftovers(out)
+        _consolidate_locked(store, out)
+    return out
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temp files of consolidations that were killed: only consolidations write here, under the lock."""
+    remove_temp_files(out)
+    for legacy in out.glob(f"*{LEGACY_TEMP_SUFFIX}"):
+        legacy.unlink()
+
+
+def _consolidate_locked(store: StudyStore, out: Path) -> None:
     targets = _load_targets(store)
-    num_classes, num_targets = len(targets["source_classes"]), len(targets["labels"])
-    finished = sorted(
-        int(r.split("-")[1]) for r in store.finished_run_ids() if r.startswith("subset-")
-    )
-    rows = max([store.config.num_models] + [i + 1 for i in finished])
-    completed = _load_flags(out, rows)
-    arrays = _open_arrays(out, rows, num_classes, num_targets)
+    layout = _array_layout(len(targets["source_classes"]), len(targets["labels"]))
+    finished = store.finished_subset_indices()
+    needed = finished[-1] + 1 if finished else 0
+    rows = grown_capacity(_capacity(out, layout), needed, store.config.num_models)
+    completed = _fit(_load_flags(out), rows)
     todo = [i for i in finished if not completed[i]]
+    if not todo:
+        return
+    arrays = _open_arrays(out, rows, layout)
     for index in todo:
         mask, outputs, record = store.read_run(f"subset-{index:06d}")
         arrays["masks"][index] = mask
@@ -52,50 +100,77 @@ def consolidate(store: StudyStore) -> Path:
             arrays[f"outputs_{kind}"][index] = outputs[kind]
         arrays["source_accuracy"][index] = record["source_accuracy"]
         arrays["target_accuracy"][index] = record["target_accuracy"]
-    if todo:
-        for array in arrays.values():
-            array.flush()
-        completed[todo] = True
-        atomic_write_npz(out / "completed.npz", {"completed": completed})
-    return out
+    for array in arrays.values():
+        array.flush()
+    completed[todo] = True
+    atomic_write_npz(out / FLAGS_FILE, {"completed": completed})
 
 
-def _load_flags(out: Path, rows: int) -> np.ndarray:
-    path = out / "completed.npz"
-    flags = np.zeros(rows, dtype=bool)
-    if path.exists():
-        with np.load(path) as archive:
-            old = archive["completed"]
-        flags[: min(rows, old.size)] = old[:rows]
-    return flags
+def _load_flags(out: Path) -> np.ndarray:
+    """The completion flags as stored (any length; none when nothing was consolidated yet)."""
+    path = out / FLAGS_FILE
+    if not path.exists():
+        return np.zeros(0, dtype=bool)
+    with np.load(path) as archive:
+        return archive["completed"].astype(bool)
 
 
-def _open_arrays(out: Path, rows: int, num_classes: int, num_targets: int) -> dict[str, np.memmap]:
-    """Open (or grow) the consolidated arrays; growing copies the old rows into a larger file."""
-    shapes: dict[str, tuple[tuple[int, ...], Any]] = {
-        "masks": ((rows, num_classes), np.bool_),
-        "source_accuracy": ((rows,), np.float32),
-        "target_accuracy": ((rows,), np.float32),
-        **{f"outputs_{k}": ((rows, num_targets), np.float32) for k in OUTPUT_KINDS},
-    }
-    arrays: dict[str, np.memmap] = {}
-    for name, (shape, dtype) in shapes.items():
+def _fit(flags: np.ndarray, rows: int) -> np.ndarray:
+    fitted = np.zeros(rows, dtype=bool)
+    keep = min(rows, flags.size)
+    fitted[:keep] = flags[:keep]
+    return fitted
+
+
+def _capacity(out: Path, layout: dict[str, tuple[tuple[int, ...], Any]]) -> int:
+    """Rows of the largest consolidated array (0 if none); refuses arrays of the wrong row shape."""
+    capacity = 0
+    for name, (row_shape, _) in layout.items():
         path = out / f"{name}.npy"
+        if not path.exists():
+            continue
+        shape = np.load(path, mmap_mode="r").shape
+        if shape[1:] != row_shape:
+            raise StudyMismatchError(
+                f"{path} holds rows of shape {shape[1:]}, the study's data need {row_shape}; delete {out} "
+                "and it is rebuilt from the run files"
+            )
+        capacity = max(capacity, shape[0])
+    return capacity
+
+
+def _open_arrays(out: Path, rows: int, layout: dict[str, tuple[tuple[int, ...], Any]]) -> dict[str, np.memmap]:
+    """Open the consolidated arrays for writing, each brought to ``rows`` rows first."""
+    arrays: dict[str, np.memmap] = {}
+    for name, (row_shape, dtype) in layout.items():
+        path = out / f"{name}.npy"
+        if not path.exists() or np.load(path, mmap_mode="r").shape[0] != rows:
+            _write_resized(path, (rows, *row_shape), dtype)
+        arrays[name] = np.load(path, mmap_mode="r+")
+    return arrays
+
+
+def _write_resized(path: Path, shape: tuple[int, ...], dtype: Any) -> None:
+    """Write a new array file of ``shape`` holding the old file's rows, then swap it in durably.
+
+    The copy is made under a unique temporary name and renamed over the old file, so a reader
+    holding the old file's map keeps valid rows and a crash leaves the old file whole.
+    """
+    temp = new_temp_file(path)
+    try:
+        grown = np.lib.format.open_memmap(temp, "w+", dtype, shape)
         if path.exists():
-            existing = np.load(path, mmap_mode="r+")
-            if existing.shape == shape:
-                arrays[name] = existing
-                continue
-            grown = np.lib.format.open_memmap(path.with_suffix(".grow.npy"), "w+", dtype, shape)
+            existing = np.load(path, mmap_mode="r")
             keep = min(shape[0], existing.shape[0])
             grown[:keep] = existing[:keep]
-            grown.flush()
             del existing
-            path.with_suffix(".grow.npy").replace(path)
-            arrays[name] = np.load(path, mmap_mode="r+")
-        else:
-            arrays[name] = np.lib.format.open_memmap(path, "w+", dtype, shape)
-    return arrays
+        grown.flush()
+        del grown
+        fsync_file(temp)
+        replace_durably(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -114,6 +189,8 @@ class StudyResults:
     source_accuracy: np.ndarray
     target_accuracy: np.ndarray
     _consolidated: Path
+    _from_run_files: np.ndarray
+    """Per model: True where its outputs are read from its run file (not consolidated yet)."""
 
     output_kinds: tuple[str, ...] = OUTPUT_KINDS
 
@@ -125,21 +202,31 @@ class StudyResults:
     def blocks(self) -> np.ndarray | None:
         """Design block of each finished model, where the design or the seeding is blocked
         (partition/complement designs, ``train.seeding: block``); None for independent models."""
-        from .design import design_block_size
+        from .design import design_block_size, is_blocked
 
-        config = self.config
-        if config.design.kind == "iid" and config.train.seeding != "block":
+        if not is_blocked(self.config):
             return None
-        return self.run_indices // design_block_size(config)
+        return self.run_indices // design_block_size(self.config)
 
     def outputs(self, kind: str = "p_true") -> np.ndarray:
         """(models × target examples) outputs of the given kind, rows in ``run_indices`` order."""
         if kind not in self.output_kinds:
             raise InputError(f"unknown output kind {kind!r}; choose one of {list(self.output_kinds)}")
-        full = np.load(self._consolidated / f"outputs_{kind}.npy", mmap_mode="r")
-        if self.run_indices.size and self.run_indices[-1] == self.run_indices.size - 1:
-            return full[: self.run_indices.size]
-        return np.asarray(full[self.run_indices])
+        loose = np.flatnonzero(self._from_run_files)
+        if loose.size == 0 and self.num_models:
+            full = np.load(self._consolidated / f"outputs_{kind}.npy", mmap_mode="r")
+            if self.run_indices[-1] == self.run_indices.size - 1:
+                return full[: self.run_indices.size]
+            return np.asarray(full[self.run_indices])
+        result = np.zeros((self.num_models, self.target_labels.size), dtype=np.float32)
+        stored = np.flatnonzero(~self._from_run_files)
+        if stored.size:
+            full = np.load(self._consolidated / f"outputs_{kind}.npy", mmap_mode="r")
+            result[stored] = full[self.run_indices[stored]]
+        store = StudyStore.open(self.path)
+        for position in loose:
+            result[position] = store.read_run_output(f"subset-{self.run_indices[position]:06d}", kind)
+        return result
 
     @cached_property
     def baselines(self) -> dict[str, np.ndarray]:
@@ -153,27 +240,79 @@ class StudyResults:
         return {k: np.asarray(v) for k, v in found.items()}
 
 
-def open_study(path: str | Path) -> StudyResults:
-    """The finished runs of the study at ``path`` (consolidating any new run files first)."""
+def open_study(path: str | Path, read_only: bool | None = None) -> StudyResults:
+    """The finished runs of the study at ``path``.
+
+    A study this process may write is consolidated first, under the consolidation lock and never
+    the study lock, so reading works beside a running study. ``read_only`` (the default where the
+    directory is not writable, e.g. a shared results folder someone else owns) creates and changes
+    no file: the consolidated rows flagged complete are read as they are, and finished runs not yet
+    consolidated are read from their run files.
+    """
+    path = Path(path)
     store = StudyStore.open(path)
-    out = consolidate(store)
-    masks = np.load(out / "masks.npy", mmap_mode="r")
-    run_indices = np.flatnonzero(_load_flags(out, masks.shape[0]))
+    if read_only is None:
+        read_only = not _writable(path)
+    if not read_only:
+        consolidate(store)
+    return _read_results(store)
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may consolidate here: the study folder, ``consolidated/`` and its files."""
+    folder = path / CONSOLIDATED_DIR
+    paths = [path, *([folder, *folder.iterdir()] if folder.is_dir() else [])]
+    return all(os.access(p, os.W_OK) for p in paths)
+
+
+def _read_results(store: StudyStore) -> StudyResults:
+    """Rows flagged complete from the consolidated arrays, other finished runs from their files.
+
+    The flags are read before the arrays: a concurrent consolidation only writes unflagged rows and
+    grows arrays by copying, so every row the flags mark is in the arrays read after them.
+    """
+    out = store.path / CONSOLIDATED_DIR
     targets = _load_targets(store)
-    src = np.load(out / "source_accuracy.npy", mmap_mode="r")
-    tgt = np.load(out / "target_accuracy.npy", mmap_mode="r")
+    layout = _array_layout(len(targets["source_classes"]), len(targets["labels"]))
+    flags = _load_flags(out)
+    stored = _consolidated_arrays(out, layout)
+    rows = min((a.shape[0] for a in stored.values()), default=0)
+    consolidated = np.flatnonzero(flags[:rows])
+    loose = np.setdiff1d(np.asarray(store.finished_subset_indices(), dtype=np.int64), consolidated)
+    run_indices = np.union1d(consolidated, loose).astype(np.int64)
+    from_files = np.isin(run_indices, loose)
+    masks = np.zeros((run_indices.size, len(targets["source_classes"])), dtype=bool)
+    accuracy = {name: np.zeros(run_indices.size, dtype=np.float32) for name in ("source_accuracy", "target_accuracy")}
+    in_arrays = ~from_files
+    if in_arrays.any():
+        masks[in_arrays] = stored["masks"][run_indices[in_arrays]]
+        for name, values in accuracy.items():
+            values[in_arrays] = stored[name][run_indices[in_arrays]]
+    for position in np.flatnonzero(from_files):
+        mask, record = store.read_run_mask_and_record(f"subset-{run_indices[position]:06d}")
+        masks[position] = mask
+        for name, values in accuracy.items():
+            values[position] = record[name]
     return StudyResults(
-        path=Path(path),
+        path=store.path,
         config=store.config,
         metadata=store.metadata,
         run_indices=run_indices,
-        masks=np.asarray(masks[run_indices]),
+        masks=masks,
         class_names=tuple(targets["source_classes"].tolist()),
         target_labels=targets["labels"],
         target_ids=targets["ids"],
         target_class_names=tuple(targets["classes"].tolist()),
-        source_accuracy=np.asarray(src[run_indices]),
-        target_accuracy=np.asarray(tgt[run_indices]),
+        source_accuracy=accuracy["source_accuracy"],
+        target_accuracy=accuracy["target_accuracy"],
         _consolidated=out,
+        _from_run_files=from_files,
     )
 
+
+def _consolidated_arrays(out: Path, layout: dict[str, tuple[tuple[int, ...], Any]]) -> dict[str, np.memmap]:
+    """The consolidated arrays, opened read-only; none unless every one exists."""
+    paths = {name: out / f"{name}.npy" for name in layout}
+    if not all(p.exists() for p in paths.values()):
+        return {}
+    return {name: np.load(p, mmap_mode="r") for name, p in paths.items()}

@@ -1,15 +1,19 @@
-"""The study directory: metadata, one atomic file per finished run, consolidated memmaps.
+"""The study directory: metadata, one atomic file per finished run, consolidated memmaps, locks.
 
 Layout::
 
-    STUDY/study.json            config, results key, seed, versions, git commit, data fingerprints
+    STUDY/study.json            config, results key, numerics, seed, versions, git commit, data fingerprints
     STUDY/data.npz              the dataset views every worker trains on
     STUDY/runs/<run_id>.npz     one file per finished run, written to a temp name then renamed
-    STUDY/consolidated/*.npy    masks (m×K), outputs per kind (m×n), completion flags (m)
+    STUDY/consolidated/*.npy    masks, outputs per kind, accuracies: one row per subset run index,
+                                sized to the finished runs; completed.npz flags the rows written
+    STUDY/.lock                 held by ``run`` for as long as it adds runs
+    STUDY/.consolidate.lock     held by whoever consolidates (the running study or a reader)
 
-A run file appears whole or not at all, so a study killed at any moment loses at most the runs in
-flight, and its file name is its run id, so a run can never be stored twice. ``study.json`` is
-checked on every reopen: a config or data change that would mix foreign results is refused.
+Every file is written atomically and durably (see ``atomic``): a run file appears whole or not at
+all, so a study killed at any moment loses at most the runs in flight, and its file name is its run
+id, so a run can never be stored twice. ``study.json`` is checked on every reopen: a config, data or
+numerics change (device type, bf16 autocast) that would mix foreign results is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import StudyBusyError, StudyMismatchError
+from .atomic import atomic_write_npz, atomic_write_text, remove_temp_files, temp_files
 from .config import NOT_RESULTS, StudyConfig
 from .design import RunSpec
 from .outputs import OUTPUT_KINDS
@@ -38,7 +43,13 @@ DATA_FILE = "data.npz"
 RUNS_DIR = "runs"
 CONSOLIDATED_DIR = "consolidated"
 LOCK_FILE = ".lock"
-FORMAT_VERSION = 1
+CONSOLIDATE_LOCK_FILE = ".consolidate.lock"
+FORMAT_VERSION = 2
+"""Format 2 records the numerics (device type, bf16 autocast) in ``study.json`` and its results key."""
+READABLE_FORMATS = (1, 2)
+"""Format 1 differs only in lacking the numerics: it is read as it is and upgraded when extended."""
+LEGACY_TEMP_NAMES = (DATA_FILE + ".tmp",)
+"""Fixed temporary names older versions used in the study folder (cleaned like the unique ones)."""
 
 
 def _git_commit() -> str | None:
@@ -67,21 +78,6 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def atomic_write_npz(path: Path, arrays: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _config_differences(stored: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     diffs: list[str] = []
     for key in sorted(set(stored) | set(new)):
@@ -94,6 +90,31 @@ def _config_differences(stored: dict[str, Any], new: dict[str, Any], prefix: str
     return diffs
 
 
+def _numerics_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [
+        f"numerics.{key}: study has {stored.get(key)!r}, this run has {new.get(key)!r}"
+        for key in sorted(set(stored) | set(new))
+        if stored.get(key) != new.get(key)
+    ]
+
+
+def _numerics_fix(stored: dict[str, Any]) -> str:
+    return (
+        f"on a machine where execution.device resolves to {stored['device']!r} with bf16 autocast "
+        f"{'on' if stored['bf16_autocast'] else 'off'} (execution.amp acts on CUDA only)"
+    )
+
+
+def _legacy_numerics(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The numerics of a format-1 study, which did not record them: its config's ``execution.device``
+    says which device ran unless it was 'auto' (then None: unknown)."""
+    execution = metadata["config"].get("execution", {})
+    device = execution.get("device", "cpu")
+    if device not in ("cpu", "cuda"):
+        return None
+    return StudyConfig.model_validate(metadata["config"]).run_numerics(device)
+
+
 @dataclass
 class StudyStore:
     path: Path
@@ -102,20 +123,35 @@ class StudyStore:
     # ---- creation and reopening ------------------------------------------------------------
     @classmethod
     def create_or_open(
-        cls, path: str | Path, config: StudyConfig, fingerprints: dict[str, str], extra: dict[str, Any]
+        cls,
+        path: str | Path,
+        config: StudyConfig,
+        numerics: dict[str, Any],
+        fingerprints: dict[str, str],
+        extra: dict[str, Any],
     ) -> "StudyStore":
+        """Create the study, or reopen it after checking that ``config`` and ``numerics`` (this
+        machine's resolved device type and autocast, ``StudyConfig.run_numerics``) give the same
+        numbers as the study's runs. The caller holds the study lock."""
         path = Path(path)
         if (path / STUDY_FILE).exists():
             store = cls.open(path)
-            store._check_compatible(config, fingerprints)
+            store.check_compatible(config, numerics, fingerprints)
+            upgrade = store.metadata["format_version"] != FORMAT_VERSION
+            if upgrade:
+                store.metadata.update(
+                    format_version=FORMAT_VERSION, numerics=numerics, results_key=config.results_key(numerics)
+                )
             # Settings outside the results key follow the latest config (more models, another machine).
             latest = config.model_dump(mode="json")
             changed = {k: latest[k] for k in NOT_RESULTS if store.metadata["config"].get(k) != latest[k]}
             if changed:
                 store.metadata["config"].update(changed)
+            if changed or upgrade:
                 store._write_metadata()
             return store
-        if path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()):
+        leftovers = {LOCK_FILE, CONSOLIDATE_LOCK_FILE, *(p.name for p in temp_files(path))}
+        if path.exists() and any(p.name not in leftovers for p in path.iterdir()):
             raise StudyMismatchError(
                 f"{path} exists, is not empty and holds no {STUDY_FILE}; choose a new or empty directory"
             )
@@ -123,7 +159,8 @@ class StudyStore:
         metadata = {
             "format_version": FORMAT_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "results_key": config.results_key(),
+            "results_key": config.results_key(numerics),
+            "numerics": numerics,
             "seed": config.seed,
             "config": config.model_dump(mode="json"),
             "fingerprints": fingerprints,
@@ -145,22 +182,55 @@ class StudyStore:
                 f"{path} is not a study directory (no {STUDY_FILE}); create one with `transfer-influence run CONFIG`"
             )
         metadata = json.loads(meta_path.read_text())
-        if metadata.get("format_version") != FORMAT_VERSION:
+        if metadata.get("format_version") not in READABLE_FORMATS:
             raise StudyMismatchError(
                 f"{path} was written in study format {metadata.get('format_version')}, this version reads "
-                f"format {FORMAT_VERSION}; use the matching transfer-influence version"
+                f"formats {', '.join(map(str, READABLE_FORMATS))}; use the matching transfer-influence version"
             )
         return cls(path, metadata)
 
-    def _check_compatible(self, config: StudyConfig, fingerprints: dict[str, str]) -> None:
-        if self.metadata["results_key"] != config.results_key():
+    @property
+    def numerics(self) -> dict[str, Any] | None:
+        """Device type and bf16 autocast the study's runs used (None: a format-1 study on 'auto')."""
+        if self.metadata["format_version"] == 1:
+            return _legacy_numerics(self.metadata)
+        return dict(self.metadata["numerics"])
+
+    def _known_numerics(self) -> dict[str, Any]:
+        numerics = self.numerics
+        if numerics is None:
+            raise StudyMismatchError(
+                f"{self.path} was written by an older version that did not record which device its runs "
+                "used, and its execution.device was 'auto'; its runs cannot be safely extended. Read it as "
+                "it is (`influence`, `report`), or run the config into a new study directory."
+            )
+        return numerics
+
+    def _refuse(self, diffs: list[str], fix: str) -> None:
+        raise StudyMismatchError(
+            f"{self.path} was created with different settings, so its runs cannot be mixed with "
+            f"this one's: {'; '.join(diffs)}. {fix}."
+        )
+
+    def check_numerics(self, numerics: dict[str, Any]) -> None:
+        """Refuse to add runs with numerics other than the study's (for writers that use the study's
+        own config, such as a single run started by an external scheduler)."""
+        stored = self._known_numerics()
+        diffs = _numerics_differences(stored, numerics)
+        if diffs:
+            self._refuse(diffs, "Run it " + _numerics_fix(stored))
+
+    def check_compatible(self, config: StudyConfig, numerics: dict[str, Any], fingerprints: dict[str, str]) -> None:
+        stored_numerics = self._known_numerics()
+        legacy = self.metadata["format_version"] == 1
+        expected_key = config.results_key(None if legacy else numerics)
+        numeric_diffs = _numerics_differences(stored_numerics, numerics)
+        if self.metadata["results_key"] != expected_key or numeric_diffs:
             stored = {k: v for k, v in self.metadata["config"].items() if k not in NOT_RESULTS}
             new = config.model_dump(mode="json", exclude=NOT_RESULTS)
-            diffs = _config_differences(stored, new) or ["(settings differ)"]
-            raise StudyMismatchError(
-                f"{self.path} was created with a different config, so its runs cannot be mixed with "
-                f"this one's: {'; '.join(diffs)}. Use a new study directory, or the study's own config."
-            )
+            diffs = _config_differences(stored, new) + numeric_diffs or ["(settings differ)"]
+            fix = "Use a new study directory, or the study's own config"
+            self._refuse(diffs, fix + (" " + _numerics_fix(stored_numerics) if numeric_diffs else ""))
         changed = [k for k, v in fingerprints.items() if self.metadata["fingerprints"].get(k) != v]
         if changed:
             raise StudyMismatchError(
@@ -184,14 +254,27 @@ class StudyStore:
         return self.path / RUNS_DIR / f"{run_id}.npz"
 
     def finished_run_ids(self) -> set[str]:
-        return {p.stem for p in (self.path / RUNS_DIR).glob("*.npz")}
+        return {p.stem for p in (self.path / RUNS_DIR).glob("*.npz") if not p.name.startswith(".")}
+
+    def finished_subset_indices(self) -> list[int]:
+        """Sorted indices of the subset runs whose files are complete."""
+        return sorted(int(r.split("-")[1]) for r in self.finished_run_ids() if r.startswith("subset-"))
 
     def remove_partial_files(self) -> int:
-        """Delete temp files left by runs that were killed while writing (never a finished run)."""
-        leftovers = list((self.path / RUNS_DIR).glob(".*.tmp"))
-        for p in leftovers:
-            p.unlink(missing_ok=True)
-        return len(leftovers)
+        """Delete temp files that killed writers left in ``runs/`` and the study folder (never a
+        finished file); returns how many.
+
+        Call holding the study lock, before any worker starts: every writer there (workers, the
+        metadata, the data views, the timings) works for the lock holder, so no temp file can belong
+        to a live writer. ``consolidated/`` is cleaned by ``consolidate`` under its own lock.
+        """
+        removed = remove_temp_files(self.path / RUNS_DIR) + remove_temp_files(self.path)
+        for name in LEGACY_TEMP_NAMES:
+            legacy = self.path / name
+            if legacy.is_file():
+                legacy.unlink()
+                removed += 1
+        return removed
 
     def write_run(self, spec: RunSpec, outputs: dict[str, np.ndarray], record: dict[str, Any]) -> None:
         arrays: dict[str, Any] = {f"output__{k}": outputs[k] for k in OUTPUT_KINDS}
@@ -204,10 +287,23 @@ class StudyStore:
             outputs = {k: archive[f"output__{k}"] for k in OUTPUT_KINDS}
             return archive["mask"], outputs, json.loads(str(archive["record"]))
 
+    def read_run_mask_and_record(self, run_id: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """A run's class mask and record, without loading its outputs."""
+        with np.load(self.run_path(run_id), allow_pickle=False) as archive:
+            return archive["mask"], json.loads(str(archive["record"]))
+
+    def read_run_output(self, run_id: str, kind: str) -> np.ndarray:
+        """One output kind of one run (an npz member is read alone: the others stay on disk)."""
+        with np.load(self.run_path(run_id), allow_pickle=False) as archive:
+            return archive[f"output__{kind}"]
+
 
 @contextmanager
 def study_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on the study directory for as long as runs are being added."""
+    """An exclusive lock on the study directory for as long as runs are being added.
+
+    Readers never take it: they read finished files only, and consolidation has its own lock.
+    """
     path.mkdir(parents=True, exist_ok=True)
     handle = open(path / LOCK_FILE, "w")
     try:
@@ -220,3 +316,24 @@ def study_lock(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+@contextmanager
+def consolidation_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock for consolidating, waited for rather than refused.
+
+    Distinct from the study lock, which ``run`` holds for its whole duration: a reader beside a
+    running study consolidates between the study's own consolidations, never during one (a
+    consolidation can replace the arrays while growing them, so two at once could write rows into a
+    file that is no longer the study's and flag them). Opened read-only so that a lock file made by
+    another user still serves.
+    """
+    fd = os.open(path / CONSOLIDATE_LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

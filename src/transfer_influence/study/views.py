@@ -7,13 +7,13 @@ and the fingerprints in ``study.json`` describe exactly what was trained on.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from .atomic import atomic_write_npz
 from .config import DatasetSpec, StudyConfig
 from ..data import ImageDataset, concatenate, few_shot_split, load_dataset
 
@@ -130,12 +130,7 @@ def save_study_data(data: StudyData, path: Path) -> None:
         arrays[f"{part}__classes"] = np.asarray(ds.class_names, dtype=str)
         arrays[f"{part}__name"] = np.asarray(ds.name)
     arrays["target_train__heads"] = data.target_train_heads
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write_npz(path, arrays)
 
 
 def load_study_data(path: Path) -> StudyData:
