@@ -41,6 +41,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="study directory (default: studies/<name>)")
     _add_run_options(run)
 
+    work = sub.add_parser(
+        "work",
+        help="run one run of a study created by `run`, in this process (for cluster schedulers; idempotent)",
+        description="Run exactly one run of an existing study from its stored config and write its run file. "
+        "A run whose file exists is left alone (exit 0), so a scheduler may call this again safely.",
+    )
+    work.add_argument("study", type=Path, help="study directory (created by `transfer-influence run`)")
+    work.add_argument("--index", type=int, required=True, help="run index: 0 to num_models-1 for subset runs, "
+                      "0 to baselines.repeats-1 for baselines")
+    work.add_argument("--kind", default="subset", choices=["subset", "all_source", "random_init"],
+                      help="which run of that index (default: subset)")
+
     infl = sub.add_parser("influence", help="estimate class influences from a study's finished runs")
     infl.add_argument("study", type=Path)
     infl.add_argument("--kind", help="output kind: p_true, correct, raw_margin, softmax_margin "
@@ -106,6 +118,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{out}: {report.planned} runs planned, {report.skipped} already finished, {len(report.executed)} run now "
         f"in {t['runs_wall_seconds']:.0f} s"
     )
+    return 0
+
+
+def _cmd_work(args: argparse.Namespace) -> int:
+    from .execute.single import run_single
+
+    outcome = run_single(args.study, args.kind, args.index, stream=sys.stderr)
+    if outcome.summary is None:
+        print(f"{outcome.run_id} is already done ({outcome.path}); nothing to run")
+    else:
+        print(
+            f"{outcome.run_id} done in {sum(outcome.summary.seconds.values()):.1f} s "
+            f"(target accuracy {outcome.summary.target_accuracy:.3f}): {outcome.path}"
+        )
     return 0
 
 
@@ -246,6 +272,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": _cmd_run,
+    "work": _cmd_work,
     "influence": _cmd_influence,
     "diagnose": _cmd_diagnose,
     "plan": _cmd_plan,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from ..errors import InputError
+from ..progress import Progress
 from ..evaluate.bootstrap import BootstrapCurve, bootstrap_std
 from ..evaluate.fdr import KnockoffFDR, knockoff_fdr
 from ..evaluate.reliability import ReliabilityCurve, held_out_spearman, split_half_reliability
@@ -115,19 +117,29 @@ def diagnose(
     target_reliability: float = 0.8,
     repeats: int = 4,
     points: int = 5,
+    progress_stream: IO[str] | None = None,
+    show_progress: bool = True,
 ) -> Diagnostics:
-    """Run every diagnostic; curves for every (kind, estimator), the rest for ``primary``."""
+    """Run every diagnostic; curves for every (kind, estimator), the rest for ``primary``.
+
+    Progress (one step per output kind × estimator, then the bootstrap and knockoffs) goes to
+    ``progress_stream`` (standard error by default): a bar on a terminal, lines in logs.
+    """
     if results.num_models < 8:
         raise InputError(f"diagnostics need at least 8 finished models, the study has {results.num_models}")
     out = Diagnostics(results.num_models, target_reliability)
-    for kind in kinds:
+    steps = len(kinds) * len(estimators) + 1
+    with Progress(steps, "step", label="diagnostics", stream=progress_stream, enabled=show_progress) as progress:
+        for kind in kinds:
+            outputs = np.asarray(results.outputs(kind))
+            for est in estimators:
+                out.reliability[(kind, est)] = study_split_half(results, outputs, est, points=points, repeats=repeats)
+                out.held_out[(kind, est)] = study_held_out(results, outputs, est)
+                progress.update(f"{kind}/{est}")
+        kind, est = primary
         outputs = np.asarray(results.outputs(kind))
-        for est in estimators:
-            out.reliability[(kind, est)] = study_split_half(results, outputs, est, points=points, repeats=repeats)
-            out.held_out[(kind, est)] = study_held_out(results, outputs, est)
-    kind, est = primary
-    outputs = np.asarray(results.outputs(kind))
-    out.bootstrap = bootstrap_std(results.masks, outputs)
-    fake = knockoff_masks(results.config, results.run_indices, len(results.class_names))
-    out.knockoffs = knockoff_fdr(results.masks, fake, outputs, est)
+        out.bootstrap = bootstrap_std(results.masks, outputs)
+        fake = knockoff_masks(results.config, results.run_indices, len(results.class_names))
+        out.knockoffs = knockoff_fdr(results.masks, fake, outputs, est)
+        progress.update("bootstrap and knockoffs")
     return out

@@ -1,25 +1,29 @@
 """Executors: run a list of run specs, each worker writing its own run file into the study.
 
-``serial`` (in this process) and ``process`` (a pool of spawned workers); ``work`` is the worker side.
+``serial`` (in this process) and ``process`` (a pool of spawned workers) share one retry and timeout
+policy (``base.AttemptLedger``); ``work`` is the worker side; ``single`` runs one run of a stored
+study by index (the ``work`` command, for external schedulers).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 from ..study.config import StudyConfig
-from .base import Executor, ProgressCallback, RunFailedError, RunSummary
+from .base import AttemptLedger, Executor, ProgressCallback, RunFailedError, RunSummary
 from .process import ProcessExecutor, default_workers
 from .serial import SerialExecutor
 
-__all__ = ["Executor", "ProgressCallback", "RunFailedError", "RunSummary", "make_executor"]
+__all__ = ["AttemptLedger", "Executor", "ProgressCallback", "RunFailedError", "RunSummary", "make_executor"]
 
 
-def make_executor(config: StudyConfig, study_dir: Path, num_specs: int) -> Executor:
+def make_executor(config: StudyConfig, study_dir: Path, num_specs: int, stream: IO[str] | None = None) -> Executor:
+    """The configured executor; retries are reported on ``stream`` as well as logged."""
     execution = config.execution
     if execution.executor == "serial":
-        return SerialExecutor(study_dir, config)
+        return SerialExecutor(study_dir, config, stream)
     workers = execution.workers if isinstance(execution.workers, int) else default_workers(execution.threads_per_worker)
     if execution.device == "cuda":
         workers = 1 if execution.workers == "auto" else workers
-    return ProcessExecutor(study_dir, config, max(1, min(workers, num_specs)))
+    return ProcessExecutor(study_dir, config, max(1, min(workers, num_specs)), stream)

@@ -1,24 +1,40 @@
-"""A pool of *spawned* worker processes, each with a few torch threads.
+"""A pool of *spawned* worker processes, each with a few torch threads and one run at a time.
 
 Measured here: two processes × one thread beat one process × two threads for models this small.
-A run whose worker raised or died is submitted again (up to ``max_attempts``), never dropped; a pool
-broken by a dead worker is rebuilt and the runs that were in flight are retried.
+
+Each worker loads the study once (``work.serve``) and then takes one spec at a time over its own
+pipe, so the parent always knows which run every worker holds. That is what makes failures exact:
+
+* a run that raises is counted and retried;
+* a worker that dies names its run: that run alone is counted and retried, and the worker replaced;
+* a run past ``execution.run_timeout_s`` has its worker killed and replaced, and is retried,
+  while the other workers carry on.
+
+Counting and giving up is :class:`~.base.AttemptLedger`'s, shared with the serial executor. The
+parent sleeps in ``multiprocessing.connection.wait`` on every pipe and process sentinel, waking for
+a message, a death or the nearest deadline; the overhead per run is one small message each way.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import IO
 
 from ..errors import RunFailedError
 from ..study.config import StudyConfig
 from ..study.design import RunSpec
-from .base import ProgressCallback, RunSummary
-from .work import GLIBC_TUNABLES, execute_one, init_worker
+from .base import AttemptLedger, ProgressCallback, RunSummary
+from .work import GLIBC_TUNABLES, serve
+
+SHUTDOWN_GRACE_S = 10.0
+"""How long an idle worker may take to exit after being told to, before it is killed."""
 
 
 def default_workers(threads_per_worker: int) -> int:
@@ -29,94 +45,219 @@ def default_workers(threads_per_worker: int) -> int:
     return max(1, cores // threads_per_worker)
 
 
+@dataclass(eq=False)
+class _WorkerHandle:
+    """The parent's view of one worker: its process, its pipe, and the run it holds (if any)."""
+
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+    spec: RunSpec | None = None
+    deadline: float | None = None
+
+    def start(self, spec: RunSpec, timeout_s: float | None) -> None:
+        """Hand ``spec`` to this idle worker; raises OSError if the worker is gone (the run never started)."""
+        self.conn.send(spec)
+        self.spec = spec
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def finish(self) -> RunSpec:
+        spec, self.spec, self.deadline = self.spec, None, None
+        assert spec is not None, "a worker reported a run it was never given"
+        return spec
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
 @dataclass
 class ProcessExecutor:
     study_dir: Path
     config: StudyConfig
     workers: int
-    attempts: dict[str, int] = field(default_factory=dict)
-    stopped: bool = False
-
-    def _new_pool(self, size: int) -> ProcessPoolExecutor:
-        # glibc reads its tunables at process start: set them before the workers are spawned.
-        os.environ.setdefault("GLIBC_TUNABLES", GLIBC_TUNABLES)
-        return ProcessPoolExecutor(
-            max_workers=size,
-            mp_context=get_context("spawn"),
-            initializer=init_worker,
-            initargs=(str(self.study_dir), self.config.model_dump_json(), self.config.execution.threads_per_worker),
-        )
+    stream: IO[str] | None = None
 
     def execute(self, specs: list[RunSpec], on_done: ProgressCallback) -> list[RunSummary]:
-        done: list[RunSummary] = []
-        queue = list(specs)
-        while queue and not self.stopped:
-            queue, suspects = self._run_pool(queue, self.workers, on_done, done)
-            for spec in suspects:
-                # Alone in a pool of one, a dead worker names the run that killed it.
-                while self._run_pool([spec], 1, on_done, done)[1]:
-                    self._count_failure(spec, "its worker process died")
-        return done
+        scheduler = _Scheduler(self, deque(specs), on_done, AttemptLedger.from_config(self.config.execution, self.stream))
+        return scheduler.run()
 
-    def _run_pool(
-        self, queue: list[RunSpec], size: int, on_done: ProgressCallback, done: list[RunSummary]
-    ) -> tuple[list[RunSpec], list[RunSpec]]:
-        """Run ``queue`` until it is empty or a worker dies.
+    def spawn_worker(self) -> _WorkerHandle:
+        # glibc reads its tunables at process start: set them before the worker is spawned.
+        os.environ.setdefault("GLIBC_TUNABLES", GLIBC_TUNABLES)
+        context = get_context("spawn")
+        parent_end, child_end = context.Pipe(duplex=True)
+        process = context.Process(
+            target=serve,
+            args=(child_end, str(self.study_dir), self.config.model_dump_json(), self.config.execution.threads_per_worker),
+            name="transfer-influence-worker",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()  # the parent keeps only its own end, so a dead worker reads as EOF
+        return _WorkerHandle(process, parent_end)
 
-        Returns the runs never started and the *suspects*: runs in flight when a worker died (a
-        broken pool fails all of them, so which one killed it is unknown).
-        """
-        queue = list(queue)
-        size = min(size, len(queue))
-        pool = self._new_pool(size)
-        in_flight: dict[Future[RunSummary], RunSpec] = {}
-        suspects: list[RunSpec] = []
+
+@dataclass
+class _Scheduler:
+    """One ``execute`` call: hands queued specs to idle workers until all are done or the study stops."""
+
+    executor: ProcessExecutor
+    queue: deque[RunSpec]
+    on_done: ProgressCallback
+    ledger: AttemptLedger
+    workers: list[_WorkerHandle] = field(default_factory=list)
+    done: list[RunSummary] = field(default_factory=list)
+    stopping: bool = False
+    error: RunFailedError | None = None
+    """The failure that ends the study, raised once the runs in flight have finished."""
+
+    def run(self) -> list[RunSummary]:
+        size = max(1, min(self.executor.workers, len(self.queue)))
+        clean = False
         try:
-            while (queue or in_flight) and not suspects:
-                # A bounded number in flight: a broken pool then has few suspects to re-run.
-                while queue and len(in_flight) < 2 * size:
-                    spec = queue.pop(0)
-                    in_flight[pool.submit(execute_one, spec)] = spec
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                suspects = self._collect(finished, in_flight, queue, on_done, done)
-            if suspects:
-                wait(in_flight)
-                suspects += self._collect(set(in_flight), in_flight, queue, on_done, done)
+            while self._refill(size) or self._busy():
+                self._assign()
+                self._wait_and_handle()
+            clean = True
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        return queue, suspects
+            self._shutdown(graceful=clean)
+        if self.error is not None:
+            raise self.error
+        return self.done
 
-    def _collect(
-        self,
-        finished: set[Future[RunSummary]],
-        in_flight: dict[Future[RunSummary], RunSpec],
-        queue: list[RunSpec],
-        on_done: ProgressCallback,
-        done: list[RunSummary],
-    ) -> list[RunSpec]:
-        """Record finished futures; failed runs go back on the queue, broken-pool ones are returned."""
-        broken: list[RunSpec] = []
-        for future in finished:
-            spec = in_flight.pop(future)
-            error = future.exception()
-            if isinstance(error, BrokenProcessPool):
-                broken.append(spec)
-            elif error is not None:
-                self._count_failure(spec, repr(error))
-                queue.append(spec)
+    # ---- the loop ----------------------------------------------------------------------------
+    def _wants_more(self) -> bool:
+        return bool(self.queue) and not self.stopping
+
+    def _busy(self) -> list[_WorkerHandle]:
+        return [w for w in self.workers if w.spec is not None]
+
+    def _refill(self, size: int) -> bool:
+        """Spawn workers up to ``size`` while runs wait (replacing dead and killed ones); True while
+        there is work to start."""
+        if not self._wants_more():
+            return False
+        while len(self.workers) < min(size, len(self.queue) + len(self._busy())):
+            self.workers.append(self.executor.spawn_worker())
+        return True
+
+    def _assign(self) -> None:
+        for worker in list(self.workers):
+            if worker.ready and worker.spec is None and self._wants_more():
+                spec = self.queue.popleft()
+                try:
+                    worker.start(spec, self.ledger.timeout_s)
+                except OSError:
+                    # It died idle, before the run reached it: no attempt spent; the next refill replaces it.
+                    self.queue.appendleft(spec)
+                    self._retire(worker)
+
+    def _wait_and_handle(self) -> None:
+        if not self.workers:
+            return  # all retired just now: the next refill spawns their replacements
+        objects: list[object] = [w.conn for w in self.workers] + [w.process.sentinel for w in self.workers]
+        wait(objects, timeout=self._seconds_to_next_deadline())  # type: ignore[arg-type]
+        for worker in list(self.workers):
+            if worker not in self.workers:
+                continue  # retired while an earlier message was handled
+            if worker.conn.poll():
+                try:
+                    message = worker.conn.recv()
+                except (EOFError, OSError):
+                    self._worker_died(worker)
+                    continue
+                self._handle(worker, message)
+            elif not worker.process.is_alive():
+                self._worker_died(worker)
+        self._expire_deadlines()
+
+    def _seconds_to_next_deadline(self) -> float | None:
+        deadlines = [w.deadline for w in self.workers if w.deadline is not None]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    # ---- events ------------------------------------------------------------------------------
+    def _handle(self, worker: _WorkerHandle, message: tuple[str, object]) -> None:
+        kind, payload = message
+        if kind == "ready":
+            worker.ready = True
+        elif kind == "init_failed":
+            self._retire(worker)
+            self._fail(RunFailedError(
+                f"a worker process could not load the study in {self.executor.study_dir}: "
+                f"{str(payload).strip().splitlines()[-1]}; finished runs are kept — fix the cause and run the "
+                "same command again to resume"
+            ))
+        elif kind == "done":
+            worker.finish()
+            assert isinstance(payload, RunSummary)
+            summary = self.ledger.succeeded(payload)
+            self.done.append(summary)
+            # The next run first: the callback may take a while (a reliability check), and a worker
+            # should not wait for it. A stop it asks for lets that run finish like any in flight.
+            self._assign()
+            if self.on_done(summary):
+                self.stopping = True  # let the runs in flight finish, start no more
+        elif kind == "failed":
+            self._attempt_failed(worker.finish(), str(payload))
+        else:
+            raise RuntimeError(f"unknown message {kind!r} from a worker process")
+
+    def _worker_died(self, worker: _WorkerHandle) -> None:
+        self._retire(worker)
+        code = worker.process.exitcode
+        if worker.spec is not None:
+            self._attempt_failed(worker.finish(), f"its worker process died (exit code {code})")
+        elif not worker.ready:
+            self._fail(RunFailedError(
+                f"a worker process died while loading the study in {self.executor.study_dir} (exit code {code}); "
+                "finished runs are kept — check free memory and run the same command again to resume"
+            ))
+        # An idle worker that died is simply replaced by the next refill.
+
+    def _expire_deadlines(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers):
+            if worker.deadline is not None and now >= worker.deadline:
+                self._retire(worker)
+                self._attempt_failed(worker.finish(), timed_out=True)
+
+    def _attempt_failed(self, spec: RunSpec, reason: str = "", timed_out: bool = False) -> None:
+        """Count the attempt; retry the run first (it fails fast if it keeps failing) unless stopping."""
+        retry = not self.stopping
+        try:
+            if timed_out:
+                self.ledger.timed_out(spec.run_id, will_retry=retry)
             else:
-                summary = future.result()
-                summary.attempts = self.attempts.get(spec.run_id, 0) + 1
-                done.append(summary)
-                if on_done(summary):
-                    self.stopped = True
-                    queue.clear()  # stop: let the runs in flight finish, start no more
-        return broken
+                self.ledger.failed(spec.run_id, reason, will_retry=retry)
+        except RunFailedError as error:
+            self._fail(error)
+            return
+        if retry:
+            self.queue.appendleft(spec)
 
-    def _count_failure(self, spec: RunSpec, reason: str) -> None:
-        self.attempts[spec.run_id] = self.attempts.get(spec.run_id, 0) + 1
-        if self.attempts[spec.run_id] >= self.config.execution.max_attempts:
-            raise RunFailedError(
-                f"run {spec.run_id} failed {self.attempts[spec.run_id]} times (last: {reason}); "
-                "finished runs are kept — fix the cause and run the same command again to resume"
-            )
+    def _fail(self, error: RunFailedError) -> None:
+        """End the study: start nothing more, let the runs in flight finish, then raise ``error``."""
+        self.error = self.error or error
+        self.stopping = True
+
+    def _retire(self, worker: _WorkerHandle) -> None:
+        worker.kill()
+        self.workers.remove(worker)
+
+    def _shutdown(self, graceful: bool) -> None:
+        """Tell idle workers to exit and wait for them; kill the rest (on an error: all of them)."""
+        for worker in self.workers:
+            if graceful and worker.ready and worker.spec is None:
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        for worker in self.workers:
+            if graceful and worker.ready and worker.spec is None:
+                worker.process.join(max(0.0, deadline - time.monotonic()))
+            worker.kill()
+        self.workers.clear()

@@ -1,4 +1,4 @@
-"""The worker side of every executor: load a study once per process, then run specs by index.
+"""The worker side of every executor: load a study once per process, then run specs one at a time.
 
 Module-level state so that spawned processes can hold it. torch is imported only when a worker
 starts, never by the process that schedules the runs.
@@ -7,7 +7,10 @@ starts, never by the process that schedules the runs.
 from __future__ import annotations
 
 import os
+import signal
 import time
+import traceback
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,12 @@ from .base import RunSummary
 
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184"
 FAULT_ENV = "TRANSFER_INFLUENCE_INJECT_CRASH"
-"""Test hook: ``RUN_ID`` makes the worker die (os._exit) the first time it starts that run."""
+"""Test hook, ``RUN_ID[:MODE]``: ``RUN_ID`` (mode ``once``) makes the worker die (os._exit) the first
+time it starts that run; ``always`` makes it die every time; ``hang`` / ``hang-always`` make the run
+sleep instead (first time / every time), to exercise ``execution.run_timeout_s``. Each faulted start
+appends a line to ``STUDY/.crashed-RUN_ID`` (``.hung-RUN_ID`` for hangs), so tests can count them."""
+
+FAULT_MODES = ("once", "always", "hang", "hang-always")
 
 _worker_state: dict[str, Any] = {}
 
@@ -39,7 +47,7 @@ def init_worker(study_dir: str, config_json: str, threads: int) -> None:
 def execute_one(spec: RunSpec) -> RunSummary:
     """Run one spec and write its file; returns a small summary (the outputs stay on disk)."""
     store = _worker_state["store"]
-    _maybe_inject_crash(store.path, spec.run_id)
+    _maybe_inject_fault(store.path, spec.run_id)
     result = _worker_state["worker"].run(spec)
     record = {
         "source_accuracy": result.source_accuracy,
@@ -52,10 +60,59 @@ def execute_one(spec: RunSpec) -> RunSummary:
     return RunSummary(spec.run_id, result.seconds, result.source_accuracy, result.target_accuracy)
 
 
-def _maybe_inject_crash(study_dir: Path, run_id: str) -> None:
-    if os.environ.get(FAULT_ENV) != run_id:
+def serve(conn: Connection, study_dir: str, config_json: str, threads: int) -> None:
+    """Main loop of a pool worker process (see ``process.py`` for the parent's side).
+
+    Messages to the parent: ``("ready", pid)`` once the study is loaded (or ``("init_failed",
+    traceback)``), then one ``("done", RunSummary)`` or ``("failed", repr(error))`` per spec received.
+    It stops when the parent sends None or goes away. SIGINT is ignored: on Ctrl-C the parent decides
+    what happens to its workers, and a traceback from every worker would only bury its message.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        init_worker(study_dir, config_json, threads)
+    except Exception:  # noqa: BLE001 - reported to the parent, which stops the study with it
+        _send(conn, ("init_failed", traceback.format_exc()))
         return
-    marker = study_dir / f".crashed-{run_id}"
-    if not marker.exists():
-        marker.touch()
+    if not _send(conn, ("ready", os.getpid())):
+        return
+    while True:
+        try:
+            spec = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if spec is None:
+            return
+        try:
+            message: tuple[str, object] = ("done", execute_one(spec))
+        except Exception as exc:  # noqa: BLE001 - any failure of a run is the parent's to count and retry
+            message = ("failed", repr(exc))
+        if not _send(conn, message):
+            return
+
+
+def _send(conn: Connection, message: tuple[str, object]) -> bool:
+    try:
+        conn.send(message)
+    except (BrokenPipeError, EOFError, OSError):
+        return False
+    return True
+
+
+def _maybe_inject_fault(study_dir: Path, run_id: str) -> None:
+    target, _, mode = os.environ.get(FAULT_ENV, "").partition(":")
+    if target != run_id:
+        return
+    mode = mode or "once"
+    if mode not in FAULT_MODES:
+        raise ValueError(f"{FAULT_ENV}: unknown mode {mode!r}; choose one of {FAULT_MODES}")
+    hang = mode.startswith("hang")
+    marker = study_dir / f".{'hung' if hang else 'crashed'}-{run_id}"
+    if not mode.endswith("always") and marker.exists():
+        return
+    with open(marker, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    if not hang:
         os._exit(17)
+    while True:
+        time.sleep(3600)

@@ -14,12 +14,17 @@ from typing import IO
 
 from ..execute import RunSummary, make_executor
 from ..study.config import StudyConfig
-from ..study.design import RunSpec, baseline_runs, subset_runs
+from ..study.design import RunSpec, baseline_runs, check_plan, subset_runs
 from ..study.results import consolidate
-from ..study.store import StudyStore, atomic_write_text, study_lock
+from ..study.store import STUDY_FILE, StudyStore, atomic_write_text, study_lock
 from ..study.views import build_study_data, save_study_data
+from ..train.device import resolved_device_type
 from .progress import progress_bar
 from .stopping import stop_rule_for
+
+TIMINGS_FILE = "timings.json"
+"""Wall time of each ``run`` invocation by phase, appended to; ``plan`` reads throughput from it."""
+
 
 @dataclass
 class RunReport:
@@ -41,12 +46,19 @@ def pending_specs(config: StudyConfig, store: StudyStore, num_classes: int) -> t
 def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True, stream: IO[str] | None = None) -> RunReport:
     study_dir = Path(study_dir)
     stream = stream or sys.stderr
+    # The device 'auto' picks here and whether autocast acts on it change a run's numbers: resolved
+    # first (a missing GPU is an error before any work) and checked against the study's own.
+    numerics = config.run_numerics(resolved_device_type(config.execution.device))
     with study_lock(study_dir):
         started = time.perf_counter()
         data = build_study_data(config)
+        if (study_dir / STUDY_FILE).exists():  # a foreign config is named as such, before the plan is judged
+            StudyStore.open(study_dir).check_compatible(config, numerics, data.fingerprints())
+        check_plan(config, len(data.class_names))  # before anything is written or trained
         store = StudyStore.create_or_open(
             study_dir,
             config,
+            numerics,
             data.fingerprints(),
             extra={"data": data.summary(), "class_names": list(data.class_names)},
         )
@@ -60,10 +72,10 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
             print(f"resuming {study_dir}: {skipped} runs already finished, {len(specs)} to go", file=stream)
         started = time.perf_counter()
         if specs:
-            executor = make_executor(config, study_dir, len(specs))
+            executor = make_executor(config, study_dir, len(specs), stream)
             stop_rule = stop_rule_for(config, store, stream)
             with progress_bar(len(specs), progress, stream) as on_done:
-                report.executed = executor.execute(specs, lambda s: on_done(s) or stop_rule(s))
+                report.executed = executor.execute(specs, lambda s: on_done(s) or stop_rule.should_stop(s))
         seconds_runs = time.perf_counter() - started
         started = time.perf_counter()
         consolidate(store)
@@ -80,7 +92,7 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
 
 
 def _append_timings(store: StudyStore, timings: dict[str, float]) -> None:
-    path = store.path / "timings.json"
+    path = store.path / TIMINGS_FILE
     history = json.loads(path.read_text()) if path.exists() else []
     history.append({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **timings})
     atomic_write_text(path, json.dumps(history, indent=2))

@@ -188,10 +188,10 @@ def train_seed(config: StudyConfig, index: int) -> int:
     """Seed for a model's initialisation and data order.
 
     ``independent``: one per model. ``common``: one for the whole study (results are conditional on
-    that one seed). ``block``: one per design block — with the partition design every class is in
-    exactly one model of each block, so a block's shared seed effect enters the in- and out-means
-    with equal weight and cancels from every difference, while the estimate still averages over
-    the blocks' seeds.
+    that one seed). ``block``: one per design block — with the partition design the models of a
+    block hold disjoint subsets, so a block's shared seed effect enters a class's in- and out-means
+    alike and cancels from its difference (exactly when K is a multiple of 1/alpha), while the
+    estimate still averages over the blocks' seeds.
     """
     seeding = config.train.seeding
     if seeding == "common":
