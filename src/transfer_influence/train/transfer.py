@@ -9,10 +9,14 @@ deterministic closed problem, so head-training noise does not add to the noise b
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from functools import cache
+from typing import Callable
+
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from scipy.special import log_softmax
+from threadpoolctl import ThreadpoolController
 from torch import nn
 
 from ..study.outputs import OUTPUT_KINDS, output_kinds_from_logits
@@ -26,6 +30,24 @@ def extract_features(backbone: nn.Module, images: torch.Tensor, batch_size: int 
     return torch.cat(chunks).float().cpu().numpy().astype(np.float64)
 
 
+@cache
+def _blas_threads() -> ThreadpoolController:
+    """The BLAS libraries loaded in this process (numpy's and scipy's), found once (a few ms)."""
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> AbstractContextManager[object]:
+    """Run the head's linear algebra on the calling thread only.
+
+    The head is a 100 × 128 problem: a second BLAS thread cannot speed it up, but waiting for one
+    in each of L-BFGS-B's ~60 iterations costs milliseconds whenever the other core is busy (always,
+    with one worker process per core), and the idle thread keeps that core busy, slowing the other
+    worker's training. Left to its default, BLAS made a demo model 1.6× slower on 2 worker
+    processes (head fit 60-700 ms instead of 7 ms; source training 274 ms instead of 190 ms).
+    """
+    return _blas_threads().limit(limits=1, user_api="blas")
+
+
 class LinearHead:
     """Multinomial logistic regression with an L2 penalty on the weights (not the bias)."""
 
@@ -37,26 +59,56 @@ class LinearHead:
         self.mean_ = features.mean(axis=0)
         self.scale_ = features.std(axis=0) + 1e-6
         z = (features - self.mean_) / self.scale_
-        n, d = z.shape
-        onehot = np.eye(num_classes)[labels]
-
-        def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            w = theta[: d * num_classes].reshape(d, num_classes)
-            b = theta[d * num_classes :]
-            logits = z @ w + b
-            logp = log_softmax(logits, axis=1)
-            loss = -(onehot * logp).sum() / n + 0.5 * self.l2 * float((w * w).sum())
-            residual = (np.exp(logp) - onehot) / n
-            grad_w = z.T @ residual + self.l2 * w
-            return loss, np.concatenate([grad_w.ravel(), residual.sum(axis=0)])
-
-        theta0 = np.zeros(d * num_classes + num_classes)
-        result = minimize(
-            loss_and_grad, theta0, jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter}
-        )
-        self.weights_ = result.x[: d * num_classes].reshape(d, num_classes)
-        self.bias_ = result.x[d * num_classes :]
+        d = z.shape[1]
+        with _one_blas_thread():
+            theta = minimize(
+                _penalised_cross_entropy(z, labels, num_classes, self.l2),
+                np.zeros(d * num_classes + num_classes),
+                jac=True,
+                method="L-BFGS-B",
+                options={"maxiter": self.max_iter},
+            ).x
+        self.weights_ = theta[: d * num_classes].reshape(d, num_classes)
+        self.bias_ = theta[d * num_classes :]
         return self
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        return ((features - self.mean_) / self.scale_) @ self.weights_ + self.bias_
+        with _one_blas_thread():
+            return ((features - self.mean_) / self.scale_) @ self.weights_ + self.bias_
+
+
+def _penalised_cross_entropy(
+    z: np.ndarray, labels: np.ndarray, num_classes: int, l2: float
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """Loss and gradient of mean cross-entropy + ½·l2·‖W‖² in θ = (W.ravel(), b).
+
+    Works in one (n, classes) buffer per call (shifted logits → probabilities → residual): the
+    objective is evaluated ~60 times per head, and fewer temporaries make the fit ~12% faster.
+    """
+    n, d = z.shape
+    size_w = d * num_classes
+    z_t = np.ascontiguousarray(z.T)
+    rows = np.arange(n)
+
+    def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w_flat = theta[:size_w]
+        w = w_flat.reshape(d, num_classes)
+        shifted = z @ w
+        shifted += theta[size_w:]
+        shifted -= shifted.max(axis=1, keepdims=True)
+        true_shifted = shifted[rows, labels]
+        probs = np.exp(shifted, out=shifted)
+        partition = probs.sum(axis=1)
+        loss = (np.log(partition).sum() - true_shifted.sum()) / n + 0.5 * l2 * float(w_flat @ w_flat)
+        residual = probs
+        residual /= partition[:, None]
+        residual[rows, labels] -= 1.0
+        residual /= n
+        grad = np.empty_like(theta)
+        grad_w = grad[:size_w].reshape(d, num_classes)
+        np.matmul(z_t, residual, out=grad_w)
+        grad_w += l2 * w
+        residual.sum(axis=0, out=grad[size_w:])
+        return loss, grad
+
+    return loss_and_grad
