@@ -218,3 +218,18 @@ def test_ridge_gcv_divides_by_the_residual_dof_left_after_the_block_effects() ->
         fits.append(fit)
     best = fits[int(np.argmin(scores))]
     np.testing.assert_allclose(datamodel_influence(masks, outputs, blocks=blocks).values, best.values, atol=1e-7)
+
+
+def test_block_errors_shortcut_for_balanced_blocks_matches_brute_force() -> None:
+    """Partition blocks with sit-outs (each class in at most one model of a block) take the
+    two-product shortcut; it must give the cluster-robust errors of the general formula."""
+    from transfer_influence.study.design import partition_mask
+
+    masks = np.stack([partition_mask(2, i, 23, 0.25) for i in range(48)])  # blocks of 4, 5 classes each, 3 sit out
+    blocks = np.arange(48) // 4
+    rng = np.random.default_rng(5)
+    outputs = (masks[:, :3] @ rng.normal(size=(3, 6)) + rng.normal(size=(12, 1))[blocks] + rng.normal(size=(48, 6)))
+    outputs = outputs.astype(np.float32)
+    result = class_influence(masks, outputs, blocks=blocks)
+    np.testing.assert_allclose(result.stderr, _cluster_robust_brute_force(masks, outputs, blocks), rtol=2e-5, atol=1e-7)
+    assert result.dof == 11

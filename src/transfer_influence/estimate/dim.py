@@ -120,16 +120,30 @@ class _BlockGrid:
     would need a G×K×n tensor; it is instead Σ_{p,q} (w_p⊙w_q)ᵀ(y_p⊙y_q), B(B+1)/2 matrix products
     over the blocks (float64, so that the subtraction of the fitted part keeps its digits), and
     Σ_b s² = Σ_b A² − 2·Infl·Σ_b f·A + Infl²·Σ_b f².
+
+    Balanced designs (partition blocks, complement pairs) hold each class in at most one model of a
+    block. Then, with w = mask·(1/n_in + 1/n_out) − 1/n_out and E_b the block's summed outputs,
+    A_bk = scale_k·M_bk − E_b/n_out with M_bk = Σ_{i∈b} mask_ik·y_i a single term, so
+    Σ_b A² = scale²·maskᵀy² − 2·scale/n_out·maskᵀ(y⊙E_b(i)) + Σ_b E_b²/n_out²: two products with the
+    mask instead of B(B+1)/2, whatever the block size.
     """
 
     _TEMP_BYTES = 32 * 2**20
 
-    def __init__(self, rows: np.ndarray, weights: np.ndarray, fitted_weights: np.ndarray, fitted_square: np.ndarray) -> None:
+    def __init__(
+        self,
+        rows: np.ndarray,
+        weights: np.ndarray,
+        fitted_weights: np.ndarray,
+        fitted_square: np.ndarray,
+        single: "_SingleInBlock | None",
+    ) -> None:
         self.rows = rows  # G × B model row per slot; padding points at an appended zero row
         self.weights = weights  # (m + 1) × K, w_ik = mask/n_in − (1 − mask)/n_out, last row zero
         self.fitted_weights = fitted_weights  # m × K, f of the model's block times its weight
         self.fitted_square = fitted_square  # K, Σ_b f_bk²
         self.num_blocks = rows.shape[0]
+        self.single = single  # the two-product shortcut, where no block holds a class twice
 
     @classmethod
     def build(cls, masks: np.ndarray, n_in: np.ndarray, blocks: np.ndarray | None) -> "_BlockGrid | None":
@@ -157,12 +171,16 @@ class _BlockGrid:
         block_count = np.zeros((ids.size, num_classes))
         np.add.at(block_count, inverse, masks)
         fitted = block_count / n_in - (n_in / m) * block_weight
-        return cls(rows, weights, fitted[inverse] * weights[:m], (fitted**2).sum(axis=0))
+        single = None
+        if block_count.max() <= 1:
+            single = _SingleInBlock(masks.astype(np.float64), inverse, ids.size, 1.0 / n_in + 1.0 / n_out, 1.0 / n_out)
+        return cls(rows, weights, fitted[inverse] * weights[:m], (fitted**2).sum(axis=0), single)
 
     def standard_errors(self, centred: np.ndarray, influence: np.ndarray) -> np.ndarray:
         """K × b block-level standard errors for b target columns of (column-centred) outputs,
         taken in column chunks whose G × chunk float64 temporaries stay under _TEMP_BYTES."""
-        chunk = max(1, self._TEMP_BYTES // (8 * self.num_blocks))
+        rows_per_column = self.num_blocks if self.single is None else len(self.fitted_weights)
+        chunk = max(1, self._TEMP_BYTES // (8 * rows_per_column))
         out = np.empty(influence.shape, dtype=np.float32)
         for a in range(0, centred.shape[1], chunk):
             cols = slice(a, a + chunk)
@@ -170,20 +188,46 @@ class _BlockGrid:
         return out
 
     def _chunk_errors(self, centred: np.ndarray, influence: np.ndarray) -> np.ndarray:
-        padded = np.vstack([centred, np.zeros((1, centred.shape[1]))])
-        slots = self.rows.shape[1]
-        total = np.zeros(influence.shape)
-        for p in range(slots):
-            w_p, y_p = self.weights[self.rows[:, p]], padded[self.rows[:, p]]
-            total += (w_p * w_p).T @ (y_p * y_p)
-            for q in range(p + 1, slots):
-                total += 2.0 * ((w_p * self.weights[self.rows[:, q]]).T @ (y_p * padded[self.rows[:, q]]))
+        total = self.single.sum_of_squared_scores(centred) if self.single else self._sum_of_squared_scores(centred)
         total -= 2.0 * influence * (self.fitted_weights.T @ centred)
         total += influence**2 * self.fitted_square[:, None]
         np.maximum(total, 0.0, out=total)
         g = self.num_blocks
         return np.sqrt(total * g / (g - 1))
 
+    def _sum_of_squared_scores(self, centred: np.ndarray) -> np.ndarray:
+        """Σ_b A_bk² for any blocks: B(B+1)/2 products over the block slots."""
+        padded = np.vstack([centred, np.zeros((1, centred.shape[1]))])
+        slots = self.rows.shape[1]
+        total = np.zeros((self.weights.shape[1], centred.shape[1]))
+        for p in range(slots):
+            w_p, y_p = self.weights[self.rows[:, p]], padded[self.rows[:, p]]
+            total += (w_p * w_p).T @ (y_p * y_p)
+            for q in range(p + 1, slots):
+                total += 2.0 * ((w_p * self.weights[self.rows[:, q]]).T @ (y_p * padded[self.rows[:, q]]))
+        return total
+
+
+class _SingleInBlock:
+    """Σ_b A_bk² when every block holds each class in at most one model (see ``_BlockGrid``)."""
+
+    def __init__(self, masks: np.ndarray, block_of: np.ndarray, num_blocks: int, scale: np.ndarray, inv_out: np.ndarray) -> None:
+        self.masks = masks  # m × K float64
+        self.block_of = block_of  # block index of each model
+        self.num_blocks = num_blocks
+        order = np.argsort(block_of, kind="stable")  # models sorted by block, for np.add.reduceat
+        self.order = None if (order == np.arange(order.size)).all() else order
+        self.starts = np.searchsorted(block_of[order], np.arange(num_blocks))
+        self.scale = scale[:, None]  # 1/n_in + 1/n_out
+        self.inv_out = inv_out[:, None]  # 1/n_out
+
+    def sum_of_squared_scores(self, centred: np.ndarray) -> np.ndarray:
+        rows = centred if self.order is None else centred[self.order]
+        block_sums = np.add.reduceat(rows, self.starts, axis=0)
+        squares = self.masks.T @ (centred * centred)
+        cross = self.masks.T @ (centred * block_sums[self.block_of])
+        between = (block_sums * block_sums).sum(axis=0)
+        return self.scale**2 * squares - 2.0 * self.scale * self.inv_out * cross + self.inv_out**2 * between
 
 def _centred_sum_of_squares(y: np.ndarray, mean: np.ndarray, rows: int = 64) -> np.ndarray:
     """Σ(y − mean)² per column over cache-sized row chunks, accumulated in float64: exact enough

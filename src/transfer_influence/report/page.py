@@ -13,13 +13,14 @@ from ..analysis.rankings import top_and_bottom
 from ..estimate import ESTIMATOR_NAMES, InfluenceEstimate
 from ..evaluate.fdr import significant_classes
 from ..evaluate.reliability import LEVEL_NAMES
+from ..study.design import design_subset_size
 from ..study.results import StudyResults
 from .tables import class_label as _label
 
 SEEDING_TEXT = {
     "independent": "each model its own initialisation and data-order seed",
     "common": "one seed for every model",
-    "block": "one seed per design block, shared by models that together hold every class once",
+    "block": "one seed per design block, shared by the block's models, whose subsets are disjoint",
 }
 
 
@@ -46,6 +47,7 @@ def render_page(
 ) -> str:
     config = results.config
     meta = results.metadata
+    subset_size = design_subset_size(config.design.kind, len(results.class_names), config.design.alpha)
     significant = significant_classes(overall, 0, fdr=0.1)
     significant_text = ", ".join(f"{_label(n)} ({v:+.4f})" for n, v, _ in significant) or "none"
     baseline_rows = [[label, f"{m:.4f}", f"{s:.4f}", str(c)] for label, (m, s, c) in baselines.rows.items()]
@@ -75,7 +77,7 @@ img{{max-width:100%}}code{{background:#f4f4f4;padding:0 3px}}</style></head><bod
 target test examples in {len(results.target_class_names)} classes; output <code>{html.escape(overall.output_kind or '')}</code>;
 estimator: {ESTIMATOR_NAMES[overall.estimator]}.
 Design <code>{config.design.kind}</code> with subset ratio α = {config.design.alpha:g}: each model's source holds
-{config.design.alpha:g}·K classes, so an influence is a class's effect <em>within a source of that size</em>.
+{subset_size} of the {len(results.class_names)} classes, so an influence is a class's effect <em>within a source of that size</em>.
 Seeding: <code>{config.train.seeding}</code> ({SEEDING_TEXT[config.train.seeding]}). Fixed-feature transfer: frozen backbone with BatchNorm in eval mode
 (source statistics), logistic head (L2 = {config.transfer.head_l2:g}) fitted by L-BFGS on
 {config.target.shots_per_class} examples per target class.</p>
