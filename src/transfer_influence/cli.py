@@ -1,4 +1,4 @@
-"""Command line: ``transfer-influence run|work|influence|diagnose|report|plan|demo``."""
+"""Command line: ``transfer-influence run|work|influence|diagnose|report|plan|demo|counterfactual|whatif|project|explain``."""
 
 from __future__ import annotations
 
@@ -87,10 +87,53 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--kind", help="output kind (default: the config's analysis.output_kind)")
     report.add_argument("--estimator", choices=["dim", "ridge"], help="default: the config's analysis.estimator")
 
+    project = sub.add_parser("project", help="target images a source class influences most, or the source classes "
+                             "behind the images of a target class (paper §4.1)")
+    project.add_argument("study", type=Path)
+    which = project.add_mutually_exclusive_group(required=True)
+    which.add_argument("--source-class", help="show the target images this source class influences most (+ and −)")
+    which.add_argument("--target-class", help="group this target class's images by their most positive source class")
+    project.add_argument("--top", type=int, default=8, help="target images at each end (--source-class), or per group")
+    project.add_argument("--kind", help="output kind (default: the study's analysis.output_kind)")
+    project.add_argument("--estimator", choices=["dim", "ridge"], help="default: the study's analysis.estimator")
+    project.add_argument("--out", type=Path, help="directory for the PNG and CSV (default: STUDY/projection)")
+    project.add_argument("--partial", action="store_true", help="use the runs finished so far")
+
+    explain = sub.add_parser("explain", help="the most negative source classes of a target image, or of the most "
+                             "often mispredicted ones (paper §4.2)")
+    explain.add_argument("study", type=Path)
+    explain.add_argument("--target", action="append", metavar="ID",
+                         help="target test id (repeat for several; default: the most often mispredicted images)")
+    explain.add_argument("--count", type=int, default=5, help="mispredicted images to explain when no --target is given")
+    explain.add_argument("--top", type=int, default=5, help="most negative source classes to list per image")
+    explain.add_argument("--kind", help="output kind (default: the study's analysis.output_kind)")
+    explain.add_argument("--estimator", choices=["dim", "ridge"], help="default: the study's analysis.estimator")
+    explain.add_argument("--out", type=Path, help="directory for the PNG and CSV (default: STUDY/explain)")
+    explain.add_argument("--partial", action="store_true", help="use the runs finished so far")
+
     demo = sub.add_parser("demo", help="run the embedded default study (glyphs + clothing → MNIST digits) and its report")
     demo.add_argument("--out", type=Path, default=Path("demo-study"))
     demo.add_argument("--config", type=Path, help="use this config instead of the packaged demo")
     _add_run_options(demo)
+
+    cf = sub.add_parser("counterfactual", help="retrain without the most positive / negative / random k classes "
+                        "and compare with the full source (paper Fig. 2; resumable)")
+    cf.add_argument("study", type=Path, help="a study directory with finished runs")
+    cf.add_argument("--k", help="comma-separated numbers of classes to remove (default: 5,10,15,20,30,40,50 below K)")
+    cf.add_argument("--repeats", type=int, default=10, help="seeds per arm, the same in every arm (default 10)")
+    cf.add_argument("--ranking-from", type=Path, help="rank classes by this other study's influences (same class names)")
+    cf.add_argument("--estimator", choices=["dim", "ridge"], help="default: the ranking study's analysis.estimator")
+    cf.add_argument("--kind", help="output kind to rank by (default: the ranking study's analysis.output_kind)")
+    cf.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
+    cf.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    cf.add_argument("--quiet", action="store_true", help="no progress output")
+    whatif = sub.add_parser("whatif", help="predict the full source's target accuracy without some classes, "
+                            "from the study's datamodel, before retraining")
+    whatif.add_argument("study", type=Path)
+    whatif.add_argument("--remove", required=True, help="comma-separated source classes to remove")
+    whatif.add_argument("--scaling", choices=["dilution", "none"], default="dilution",
+                        help="class effects in the full source: scaled by their share of it (dilution) or not")
+    whatif.add_argument("--partial", action="store_true", help="use the runs finished so far")
     return parser
 
 
@@ -235,6 +278,93 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analysis_choice(results, args: argparse.Namespace) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Output kind and estimator: the flags, else the study's ``analysis`` settings; checked before any work."""
+    kind = args.kind or results.config.analysis.output_kind
+    if kind not in results.output_kinds:
+        raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
+    return kind, args.estimator or results.config.analysis.estimator
+
+
+def _cmd_project(args: argparse.Namespace) -> int:
+    from .analysis.projection import (
+        check_top, find_source_class, find_target_class, load_study_images, project_source_class, project_target_class,
+    )
+    from .analysis.rankings import example_influence
+    from .report.build import class_thumbnails
+    from .report.plots import plot_source_projection, plot_target_projection
+    from .report.projection_tables import file_stem, write_source_projection_csv, write_target_projection_csv
+
+    check_top(args.top)
+    results = _open_finished(args.study, args.partial)
+    kind, estimator = _analysis_choice(results, args)
+    if args.source_class is not None:
+        find_source_class(results.class_names, args.source_class)
+    else:
+        find_target_class(results.target_class_names, args.target_class)
+    out = args.out or args.study / "projection"
+    out.mkdir(parents=True, exist_ok=True)
+    influence = example_influence(results, kind, estimator)
+    images = load_study_images(args.study)
+    print(f"{results.num_models} models, output {kind}, estimator {estimator}")
+    if args.source_class is not None:
+        projection = project_source_class(
+            influence, results.target_labels, results.target_class_names, args.source_class, args.top
+        )
+        stem = out / f"source_{file_stem(args.source_class)}_{kind}_{estimator}"
+        write_source_projection_csv(projection, stem.with_suffix(".csv"))
+        plot_source_projection(projection, images, stem.with_suffix(".png"))
+        for title, entries in (("most positive", projection.most_positive), ("most negative", projection.most_negative)):
+            print(f"target images with the {title} influence of source class {args.source_class!r}:")
+            for entry in entries:
+                print(f"  {entry.target_id:>20}  true {entry.true_label:>8}  {entry.influence:+.5f} ± {entry.stderr:.5f}")
+    else:
+        grouping = project_target_class(influence, results.target_labels, results.target_class_names, args.target_class)
+        stem = out / f"target_{file_stem(args.target_class)}_{kind}_{estimator}"
+        write_target_projection_csv(grouping, stem.with_suffix(".csv"))
+        plot_target_projection(grouping, images, class_thumbnails(args.study), stem.with_suffix(".png"), args.top)
+        print(f"images of target class {args.target_class!r} by their most positive source class:")
+        for group in grouping.groups:
+            print(f"  {group.source_class:>14}: {len(group.members)} images")
+        print(f"  {'(none positive)':>14}: {len(grouping.unclaimed)} images")
+    print(f"figure: {stem.with_suffix('.png')}\ntable: {stem.with_suffix('.csv')}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .analysis.debugging import explain_targets, find_target, most_mispredicted
+    from .analysis.projection import check_top, load_study_images
+    from .report.plots import plot_explanations
+    from .report.projection_tables import file_stem, write_explanations_csv
+
+    check_top(args.top)
+    if args.count < 1:
+        raise InputError(f"--count must be at least 1 (got {args.count})")
+    results = _open_finished(args.study, args.partial)
+    kind, estimator = _analysis_choice(results, args)
+    if args.target:
+        columns = [find_target(results, target) for target in args.target]
+        name, title = "targets_" + file_stem("+".join(args.target)), "Most negative source classes of the chosen target images"
+    else:
+        columns = list(most_mispredicted(results, args.count))
+        name, title = "most_mispredicted", "Most negative source classes of the most often mispredicted target images"
+    out = args.out or args.study / "explain"
+    out.mkdir(parents=True, exist_ok=True)
+    explanations = explain_targets(results, columns, kind, estimator, args.top)
+    stem = out / f"{name}_{kind}_{estimator}"
+    write_explanations_csv(explanations, stem.with_suffix(".csv"))
+    plot_explanations(explanations, load_study_images(args.study), stem.with_suffix(".png"), title)
+    print(f"{results.num_models} models, output {kind}, estimator {estimator}")
+    for e in explanations:
+        print(f"{e.target_id} (true {e.true_label}): right in {e.accuracy:.0%} of models, mean p_true {e.mean_p_true:.3f}")
+        for s in e.suspects:
+            print(f"  {s.name:>14}  {s.influence:+.5f} [{s.ci95_low:+.5f}, {s.ci95_high:+.5f}]  accuracy "
+                  f"{s.accuracy_with:.2f} with ({s.models_with}) / {s.accuracy_without:.2f} without ({s.models_without}), "
+                  f"p_true {s.p_true_with:.3f} / {s.p_true_without:.3f}")
+    print(f"figure: {stem.with_suffix('.png')}\ntable: {stem.with_suffix('.csv')}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .evaluate.reliability import LEVEL_NAMES
     from .pipeline.run import run_study
@@ -270,6 +400,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_counterfactual(args: argparse.Namespace) -> int:
+    from .analysis.counterfactual import run_counterfactual, write_counterfactual
+    from .report.plots import plot_counterfactual
+
+    try:
+        ks = [int(k) for k in args.k.split(",")] if args.k else None
+    except ValueError:
+        raise InputError(f"--k {args.k!r}: give whole numbers separated by commas, e.g. --k 5,10,20") from None
+    result = run_counterfactual(
+        args.study, ks, args.repeats, args.ranking_from, args.estimator, args.kind,
+        serial=args.serial, workers=args.workers, progress=not args.quiet,
+    )
+    files = write_counterfactual(result)
+    plot_counterfactual(result, result.sweep_dir / "counterfactual.png")
+    r = result.ranking
+    print(f"ranking: {r.estimator} on {r.kind} from {r.source} ({r.num_models} models"
+          f"{', selection half of the target' if r.on_selection_half else ''}); scored on "
+          f"{int((~result.selection).sum())} held-apart target images; {len(result.seeds)} paired seeds; "
+          f"{len(result.executed)} retrains run now")
+    print(f"{'selection':>11} {'k':>4} {'mean':>7} {'std':>7} {'n':>3} {'diff':>8} {'SE':>7}  > 2 SE")
+    for a in result.arms:
+        diff = "" if a.differences is None else f"{a.diff_vs_full:+8.4f} {a.diff_se:7.4f}  {'yes' if a.beats_full else 'no'}"
+        print(f"{a.arm.selection:>11} {a.arm.k:>4} {a.mean:7.4f} {a.std:7.4f} {a.accuracy.size:>3} {diff}")
+    best = result.recommended
+    print("recommended source: " + ("the full source (no removal beats it by > 2 SE)" if best is None
+                                    else f"full source minus {best.arm.selection}-{best.arm.k}")
+          + f" ({files['recommended']})")
+    print(f"summary: {files['summary']}; figure: {result.sweep_dir / 'counterfactual.png'}")
+    return 0
+
+
+def _cmd_whatif(args: argparse.Namespace) -> int:
+    from .analysis.whatif import what_if_removed
+
+    results = _open_finished(args.study, args.partial)
+    result = what_if_removed(results, [c.strip() for c in args.remove.split(",") if c.strip()], scaling=args.scaling)
+    low, high = result.interval(0.95)
+    half = result.critical_value(0.95) * result.differential_stderr
+    print(f"predicted target accuracy of the full source ({result.num_classes} classes) without "
+          f"{', '.join(result.removed)}:")
+    print(f"{'targets':>14} {'full source':>11} {'predicted':>9} {'95% interval':>17} {'vs average classes':>19}")
+    for j, column in enumerate(result.columns):
+        print(f"{column:>14} {result.full_accuracy[j]:>11.4f} {result.predicted[j]:>9.4f} "
+              f"[{low[j]:.4f}, {high[j]:.4f}] {result.differential[j]:>+10.4f} ± {half[j]:.4f}")
+    print(f"note: {result.extrapolation}; the last column is the change from removing these classes rather "
+          f"than as many average ones, within sources of {result.subset_size} classes (no extrapolation)")
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "work": _cmd_work,
@@ -277,7 +456,11 @@ COMMANDS = {
     "diagnose": _cmd_diagnose,
     "plan": _cmd_plan,
     "report": _cmd_report,
+    "project": _cmd_project,
+    "explain": _cmd_explain,
     "demo": _cmd_demo,
+    "counterfactual": _cmd_counterfactual,
+    "whatif": _cmd_whatif,
 }
 
 

@@ -8,13 +8,14 @@ from .dim import class_influence
 from .groups import group_means
 from .registry import ESTIMATOR_NAMES, check_estimator, estimate
 from .result import InfluenceEstimate
-from .ridge import datamodel_influence
+from .ridge import datamodel_contrasts, datamodel_influence
 
 __all__ = [
     "ESTIMATOR_NAMES",
     "InfluenceEstimate",
     "check_estimator",
     "class_influence",
+    "datamodel_contrasts",
     "datamodel_influence",
     "estimate",
     "group_means",

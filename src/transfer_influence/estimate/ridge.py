@@ -53,34 +53,79 @@ def datamodel_influence(
     Returned as a ``InfluenceEstimate`` so that every analysis accepts either estimator.
     """
     masks, names, ids, n_in = prepare_inputs(masks, outputs, class_names, target_ids)
-    m = masks.shape[0]
-    y = np.asarray(outputs, dtype=np.float64)
-    if not np.isfinite(y).all():
-        raise InputError("outputs hold NaN or inf; drop or re-run the models that produced them")
-    fixed_effects = _count_fixed_effects(blocks, m)
-    x = _centre(masks.astype(np.float64), blocks)
-    y = _centre(y, blocks)
-    u, s, vt = np.linalg.svd(x, full_matrices=False)
-    # Fixed-size subsets make the centred mask rank-deficient (every row has the same number of
-    # classes, so the columns sum to zero): drop the null directions, which gives the
-    # minimum-norm solution — effects measured relative to the average class.
-    keep = s > s.max() * max(x.shape) * np.finfo(float).eps * 10
-    u, s, vt = u[:, keep], s[keep], vt[keep]
-    uty = u.T @ y  # r×n: every penalty reuses it
-    lam = _gcv_penalty(s, uty, y, m, fixed_effects) if ridge is None else ridge * m
-    shrink = s / (s**2 + lam)
-    coef = vt.T @ (shrink[:, None] * uty)  # K×n
-    fitted_df = float((s**2 / (s**2 + lam)).sum())
-    residual = y - x @ coef
-    dof = _residual_dof(m, fixed_effects, fitted_df)
-    sigma2 = (residual**2).sum(axis=0) / dof
+    fit = _RidgeFit.fit(masks, outputs, ridge, blocks)
     # Var(β) = σ² V diag(s²/(s²+λ)²) Vᵀ; its diagonal per class.
-    leverage = (vt.T**2) @ (s**2 / (s**2 + lam) ** 2)
-    stderr = np.sqrt(np.outer(leverage, sigma2))
+    leverage = (fit.vt.T**2) @ fit.variance_weights
+    stderr = np.sqrt(np.outer(leverage, fit.sigma2))
     return InfluenceEstimate(
-        coef.astype(np.float32), stderr.astype(np.float32), n_in, m - n_in, names, ids,
-        dof=dof, output_kind=output_kind, estimator="ridge",
+        fit.coef.astype(np.float32), stderr.astype(np.float32), n_in, masks.shape[0] - n_in, names, ids,
+        dof=fit.dof, output_kind=output_kind, estimator="ridge",
     )
+
+
+def datamodel_contrasts(
+    masks: np.ndarray,
+    outputs: np.ndarray,
+    contrasts: np.ndarray,
+    ridge: float | None = None,
+    blocks: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Linear combinations cᵀβ of the datamodel coefficients (C × K ``contrasts``) for every target,
+    with standard errors from the coefficients' full covariance σ²·V diag(s²/(s²+λ)²) Vᵀ.
+
+    Why not from ``stderr``: the coefficients are correlated (fixed-size subsets make them sum to a
+    constant), so the error of a sum of coefficients is not the root sum of their squared errors.
+    Only the part of each contrast in the identified directions has a value: with fixed-size subsets
+    a contrast should sum to zero over the classes (e.g. "remove these classes rather than as many
+    average ones"); its component along the unidentified direction is dropped.
+    Returns (values C × n, standard errors C × n, residual degrees of freedom).
+    """
+    masks = np.asarray(masks)
+    contrasts = np.atleast_2d(np.asarray(contrasts, dtype=np.float64))
+    if contrasts.shape[1] != masks.shape[1]:
+        raise InputError(f"contrasts need one weight per class ({masks.shape[1]}), got shape {contrasts.shape}")
+    masks, _, _, _ = prepare_inputs(masks, outputs, None, None)
+    fit = _RidgeFit.fit(masks, outputs, ridge, blocks)
+    values = contrasts @ fit.coef
+    projected = contrasts @ fit.vt.T  # C × r: the contrasts in the identified directions
+    variance_factor = (projected**2) @ fit.variance_weights  # C
+    stderr = np.sqrt(np.outer(variance_factor, fit.sigma2))
+    return values, stderr, fit.dof
+
+
+class _RidgeFit:
+    """One ridge fit of every target on the (block-)centred mask, kept for coefficients and errors."""
+
+    def __init__(self, coef: np.ndarray, vt: np.ndarray, variance_weights: np.ndarray, sigma2: np.ndarray, dof: float) -> None:
+        self.coef = coef  # K × n
+        self.vt = vt  # r × K, the identified directions
+        self.variance_weights = variance_weights  # r: s²/(s²+λ)², so Var(β) = σ² V diag(·) Vᵀ
+        self.sigma2 = sigma2  # n residual variances
+        self.dof = dof
+
+    @classmethod
+    def fit(cls, masks: np.ndarray, outputs: np.ndarray, ridge: float | None, blocks: np.ndarray | None) -> "_RidgeFit":
+        m = masks.shape[0]
+        y = np.asarray(outputs, dtype=np.float64)
+        if not np.isfinite(y).all():
+            raise InputError("outputs hold NaN or inf; drop or re-run the models that produced them")
+        fixed_effects = _count_fixed_effects(blocks, m)
+        x = _centre(masks.astype(np.float64), blocks)
+        y = _centre(y, blocks)
+        u, s, vt = np.linalg.svd(x, full_matrices=False)
+        # Fixed-size subsets make the centred mask rank-deficient (every row has the same number of
+        # classes, so the columns sum to zero): drop the null directions, which gives the
+        # minimum-norm solution — effects measured relative to the average class.
+        keep = s > s.max() * max(x.shape) * np.finfo(float).eps * 10
+        u, s, vt = u[:, keep], s[keep], vt[keep]
+        uty = u.T @ y  # r×n: every penalty reuses it
+        lam = _gcv_penalty(s, uty, y, m, fixed_effects) if ridge is None else ridge * m
+        coef = vt.T @ ((s / (s**2 + lam))[:, None] * uty)  # K×n
+        fitted_df = float((s**2 / (s**2 + lam)).sum())
+        residual = y - x @ coef
+        dof = _residual_dof(m, fixed_effects, fitted_df)
+        sigma2 = (residual**2).sum(axis=0) / dof
+        return cls(coef, vt, s**2 / (s**2 + lam) ** 2, sigma2, dof)
 
 
 def _count_fixed_effects(blocks: np.ndarray | None, m: int) -> int:

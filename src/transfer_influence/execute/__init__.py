@@ -14,8 +14,12 @@ from ..study.config import StudyConfig
 from .base import AttemptLedger, Executor, ProgressCallback, RunFailedError, RunSummary
 from .process import ProcessExecutor, default_workers
 from .serial import SerialExecutor
+from .sweep import SweepReport, run_sweep
 
-__all__ = ["AttemptLedger", "Executor", "ProgressCallback", "RunFailedError", "RunSummary", "make_executor"]
+__all__ = [
+    "AttemptLedger", "Executor", "ProgressCallback", "RunFailedError", "RunSummary", "SweepReport", "make_executor",
+    "run_sweep",
+]
 
 
 def make_executor(config: StudyConfig, study_dir: Path, num_specs: int, stream: IO[str] | None = None) -> Executor:

@@ -137,3 +137,166 @@ def plot_bootstrap_and_knockoffs(diag: Diagnostics, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+from ..analysis.debugging import Explanation  # noqa: E402
+from ..analysis.projection import SourceProjection, StudyImages, TargetClassProjection  # noqa: E402
+
+
+def _displayable(image: np.ndarray) -> np.ndarray:
+    """A stored (channels, height, width) uint8 image as imshow takes it: 2-D grey or HWC in [0, 1]."""
+    return image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0)) / 255.0
+
+
+def _image_cell(ax, image: np.ndarray | None, title: str, colour: str = "black", fontsize: float = 6.5) -> None:  # type: ignore[no-untyped-def]
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if image is None:
+        ax.axis("off")
+        return
+    ax.imshow(_displayable(image), cmap="gray")
+    ax.set_title(title, fontsize=fontsize, color=colour)
+    for spine in ax.spines.values():
+        spine.set_color(colour)
+
+
+def plot_source_projection(projection: SourceProjection, images: StudyImages, path: Path, source_count: int = 4) -> None:
+    """A source class's own images beside the target images it helps most and hurts most (Figures 4–5)."""
+    source = list(images.source_examples(projection.class_index, source_count))
+    ends = (("most positive", projection.most_positive, "#2b8cbe"), ("most negative", projection.most_negative, "#e34a33"))
+    width = max(len(source), *(len(entries) for _, entries, _ in ends), 1)
+    fig, axes = plt.subplots(3, width, figsize=(1.05 * width + 1.4, 3.9), squeeze=False)
+    for col in range(width):
+        _image_cell(axes[0, col], source[col] if col < len(source) else None, "")
+    for row, (_, entries, colour) in enumerate(ends, start=1):
+        for col in range(width):
+            if col < len(entries):
+                entry = entries[col]
+                title = f"{_label(entry.true_label)} {entry.influence:+.3f}"
+                _image_cell(axes[row, col], images.target_images[entry.index], title, colour)
+            else:
+                _image_cell(axes[row, col], None, "")
+    for row, label in enumerate(["own source images", *(name for name, _, _ in ends)]):
+        axes[row, 0].axis("on")
+        axes[row, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(
+        f"Source class {_label(projection.source_class)}: target images it influences most "
+        f"({projection.output_kind}, {ESTIMATOR_NAMES[projection.estimator]}, {projection.num_models} models; "
+        "titles: true label, influence)", fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_target_projection(
+    projection: TargetClassProjection, images: StudyImages, thumbs: dict[str, np.ndarray], path: Path, per_group: int = 8
+) -> None:
+    """One row per source class: the images of the target class it influences most (Figure 5)."""
+    groups = projection.groups
+    if not groups:
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no source class influences any image of {_label(projection.target_class)} positively",
+                ha="center", va="center", fontsize=9)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        return
+    width = 1 + min(per_group, max(len(g.members) for g in groups))
+    fig, axes = plt.subplots(len(groups), width, figsize=(1.05 * width + 1.4, 1.2 * len(groups) + 0.6), squeeze=False)
+    for row, group in enumerate(groups):
+        _image_cell(axes[row, 0], None, "")
+        if group.source_class in thumbs:
+            axes[row, 0].axis("on")
+            axes[row, 0].imshow(thumbs[group.source_class], cmap="gray")
+            axes[row, 0].set_xticks([])
+            axes[row, 0].set_yticks([])
+        axes[row, 0].set_ylabel(f"{_label(group.source_class)}\n({len(group.members)} images)", fontsize=8,
+                                rotation=0, ha="right", va="center")
+        for col in range(1, width):
+            members = group.members
+            if col - 1 < len(members):
+                entry = members[col - 1]
+                _image_cell(axes[row, col], images.target_images[entry.index], f"{entry.influence:+.3f}", "#2b8cbe")
+            else:
+                _image_cell(axes[row, col], None, "")
+    shown = sum(len(g.members) for g in groups)
+    fig.suptitle(
+        f"Target class {_label(projection.target_class)}: the source class with the largest positive influence on each "
+        f"image ({shown} images grouped, {len(projection.unclaimed)} with none positive)", fontsize=9, y=1.01,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_explanations(explanations: list[Explanation], images: StudyImages, path: Path, title: str) -> None:
+    """Each explained target image beside its most negative source classes with 95% intervals (Figure 6, left)."""
+    count = max(len(explanations), 1)
+    fig, axes = plt.subplots(count, 2, figsize=(9, 1.9 * count + 0.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 4.5]})
+    for row, explanation in enumerate(explanations):
+        _image_cell(
+            axes[row, 0], images.target_images[explanation.index],
+            f"{explanation.target_id}\ntrue {_label(explanation.true_label)}, right in {explanation.accuracy:.0%}",
+            fontsize=7,
+        )
+        ax = axes[row, 1]
+        suspects = explanation.suspects
+        y = np.arange(len(suspects))[::-1]
+        values = np.array([s.influence for s in suspects])
+        errors = np.array([[s.influence - s.ci95_low for s in suspects], [s.ci95_high - s.influence for s in suspects]])
+        ax.barh(y, values, xerr=errors, color="#e34a33", error_kw={"elinewidth": 0.8, "ecolor": "#444"})
+        ax.set_yticks(y, [
+            f"{_label(s.name)}: accuracy {s.accuracy_with:.2f} / {s.accuracy_without:.2f}, "
+            f"p_true {s.p_true_with:.2f} / {s.p_true_without:.2f}" for s in suspects
+        ], fontsize=7)
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[-1, 1].set_xlabel(
+        f"influence on {explanations[0].output_kind if explanations else ''} of the image (±95% CI); "
+        "labels: models with / without the class", fontsize=8
+    )
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+from ..analysis.counterfactual import CounterfactualResult  # noqa: E402
+
+
+def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
+    """Target accuracy after removing the top, bottom and random k classes against k (mean ± std over
+    the paired seeds), the full source as a band (paper Figure 2a); the significance rule as a point."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    full = result.full
+    ks = sorted({a.arm.k for a in result.arms if a.arm.selection in ("top", "bottom", "random")})
+    span = (min(ks, default=0) - 0.5, max(ks, default=1) + 0.5)
+    ax.axhspan(full.mean - full.std, full.mean + full.std, color="grey", alpha=0.2, linewidth=0)
+    ax.axhline(full.mean, color="grey", linewidth=1, label=f"full source ({full.mean:.3f} ± {full.std:.3f})")
+    styles = {
+        "top": ("#2b8cbe", "remove most positive k", -1),
+        "bottom": ("#e34a33", "remove most negative k", 0),
+        "random": ("#555555", "remove random k", 1),
+    }
+    # The three selections share every k: nudged apart so that their error bars stay readable.
+    dodge = 0.08 * (min(np.diff(ks)) if len(ks) > 1 else 1)
+    for selection, (colour, label, side) in styles.items():
+        arms = sorted((a for a in result.arms if a.arm.selection == selection), key=lambda a: a.arm.k)
+        if arms:
+            ax.errorbar([a.arm.k + side * dodge for a in arms], [a.mean for a in arms], yerr=[a.std for a in arms],
+                        fmt="o-", color=colour, capsize=3, label=label)
+    ax.set_xticks(ks)
+    for a in result.arms:
+        if a.arm.selection == "significant" and a.arm.k > 0:
+            ax.errorbar([a.arm.k], [a.mean], yerr=[a.std], fmt="D", color="#984ea3", capsize=3,
+                        label=f"remove the {a.arm.k} significantly negative (BH)")
+    ax.set_xlim(*span)
+    ax.set_xlabel("source classes removed (k)")
+    ax.set_ylabel(f"target accuracy on the scoring half\n(mean ± std over {full.accuracy.size} seeds)")
+    ax.set_title("Counterfactual removal (paper Fig. 2a)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

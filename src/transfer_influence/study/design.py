@@ -204,19 +204,29 @@ def train_seed(config: StudyConfig, index: int) -> int:
 
 
 RunKind = Literal["subset", "all_source", "random_init"]
+"""The runs a study plans (and the ``work`` command can run by index)."""
+SpecKind = Literal["subset", "all_source", "random_init", "retrain"]
+"""Every kind of spec a worker runs: a study's own, plus ``retrain`` (a source model on a chosen
+mask, e.g. the full source minus some classes, stored in a sweep beside the study)."""
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One unit of work: train (or not) a source model on ``mask`` and transfer it."""
+    """One unit of work: train (or not) a source model on ``mask`` and transfer it.
 
-    kind: RunKind
+    ``name`` gives a run that is not one of a study's numbered runs an id of its own (a retrain
+    named by the classes it removes and its repeat), so its file is found again on resume."""
+
+    kind: SpecKind
     index: int
     mask: np.ndarray
     seed: int
+    name: str | None = None
 
     @property
     def run_id(self) -> str:
+        if self.name is not None:
+            return f"{self.kind}-{self.name}"
         return f"{self.kind}-{self.index:06d}"
 
 

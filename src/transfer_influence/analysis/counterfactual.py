@@ -1,0 +1,414 @@
+"""Counterfactual removal (paper Figure 2, Table 2b): retrain on the full source without the classes
+the influences single out, and compare target accuracy with the full source's.
+
+Selection and scoring never share target images: the study's target test examples are split in two
+halves (seeded, stratified by target class); classes are ranked by overall influence on the
+*selection* half, and retrained models are scored by their accuracy on the *scoring* half. Scoring
+on the images that chose the classes would reward the ranking for fitting their noise.
+
+Arms: the full source; for each k, the k most positive (``top``), the k most negative (``bottom``)
+and k random classes (``random``, a fresh draw per seed) removed; and ``significant``: the classes
+whose influence is negative under Benjamini–Hochberg at FDR 0.1. Every arm is retrained with the
+same R seeds, so arms are compared *paired*: seed noise shared by two arms cancels from the
+per-seed differences, whose standard error (sd / √R) says whether a gain is real.
+
+Every retrain is a run of a sweep store in ``STUDY/counterfactual/`` (see ``execute.sweep``), named
+by the classes it removes and its seed: arms that remove the same set share runs, and a sweep that
+is run again trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Sequence
+
+import numpy as np
+
+from ..errors import InputError, StudyMismatchError
+from ..estimate import InfluenceEstimate, check_estimator, estimate
+from ..evaluate.fdr import significant_classes
+from ..execute import RunSummary, run_sweep
+from ..study.atomic import atomic_write_text
+from ..study.design import RunSpec
+from ..study.outputs import OUTPUT_KINDS
+from ..study.results import StudyResults, open_study
+from ..study.store import StudyStore
+
+SWEEP_DIR = "counterfactual"
+DEFAULT_KS = (5, 10, 15, 20, 30, 40, 50)
+"""k values tried when none are given (those below the number of source classes)."""
+DEFAULT_REPEATS = 10
+"""Seeds per arm, the paper's R."""
+SIGNIFICANCE_FDR = 0.1
+MIN_RANKING_MODELS = 3
+SELECTIONS = ("full", "top", "bottom", "random", "significant")
+SUMMARY_COLUMNS = ("selection", "k", "mean", "std", "n", "diff_vs_full", "diff_se", "beats_full_2se")
+RECOMMENDABLE = ("top", "bottom", "significant")
+"""Arms that name one source: ``random`` removes another set for every seed, so it is a control."""
+
+# Streams derived from the study seed, distinct from the design's and from each other.
+_SPLIT_STREAM = 0xC0F1
+_SEED_STREAM = 0xC0F2
+_RANDOM_STREAM = 0xC0F3
+
+
+# ---- the split of the target test examples ----------------------------------------------------
+def split_targets(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Boolean selection mask over the target test examples: half of every target class (the
+    smaller half when a class has an odd count), drawn at random from ``seed``; the rest score."""
+    labels = np.asarray(labels)
+    selection = np.zeros(labels.size, dtype=bool)
+    rng = np.random.default_rng([_SPLIT_STREAM, seed])
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        selection[members[: members.size // 2]] = True
+    return selection
+
+
+# ---- rankings ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ranking:
+    """Overall influence of each of *this* study's source classes (in its class order), with the
+    classes significantly negative under Benjamini–Hochberg."""
+
+    values: np.ndarray
+    stderr: np.ndarray
+    significant_negative: tuple[int, ...]
+    source: str
+    kind: str
+    estimator: str
+    num_models: int
+    on_selection_half: bool
+
+
+def selection_influence(
+    results: StudyResults, columns: np.ndarray | None, kind: str, estimator: str
+) -> InfluenceEstimate:
+    """Influence on the mean output over the target examples in ``columns`` (all when None): as
+    ``rankings.overall_influence``, restricted to the images that may choose classes."""
+    outputs = np.asarray(results.outputs(kind), dtype=np.float64)
+    chosen = outputs if columns is None else outputs[:, columns]
+    mean = chosen.mean(axis=1, keepdims=True)
+    label = "selection half" if columns is not None else "all targets"
+    return estimate(estimator, results.masks, mean, results.class_names, (label,), kind, results.blocks)
+
+
+def _class_order(ours: Sequence[str], theirs: Sequence[str], other: Path) -> np.ndarray:
+    """Positions in ``theirs`` of each of ``ours``; refuses class sets that differ."""
+    missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    if missing or extra or len(ours) != len(theirs):
+        raise InputError(
+            f"--ranking-from {other}: its source classes are not this study's "
+            f"(missing there: {', '.join(missing[:10]) or 'none'}; not here: {', '.join(extra[:10]) or 'none'}); "
+            "a ranking can only be applied to a study with the same source class names"
+        )
+    position = {name: i for i, name in enumerate(theirs)}
+    return np.array([position[name] for name in ours], dtype=np.int64)
+
+
+def _finished_results(path: Path, role: str) -> StudyResults:
+    results = open_study(path)
+    if results.num_models < MIN_RANKING_MODELS:
+        raise InputError(
+            f"{role} {path} has {results.num_models} finished subset models; a ranking needs at least "
+            f"{MIN_RANKING_MODELS}: run the study (`transfer-influence run`) before the counterfactual"
+        )
+    return results
+
+
+def build_ranking(
+    store: StudyStore, selection: np.ndarray, ranking_from: Path | None, kind: str | None, estimator: str | None
+) -> Ranking:
+    """Rank this study's classes from its own influences on the selection half, or from another
+    study's. The other study's target examples are used in full unless they are this study's own
+    target test set, whose scoring half stays out of the ranking."""
+    source_path = ranking_from or store.path
+    ours = tuple(store.metadata["class_names"])
+    if ranking_from is not None:  # named before the other study is read or consolidated
+        _class_order(ours, StudyStore.open(ranking_from).metadata["class_names"], ranking_from)
+    results = _finished_results(source_path, "the ranking study" if ranking_from else "study")
+    kind = kind or results.config.analysis.output_kind
+    estimator = check_estimator(estimator or results.config.analysis.estimator)
+    if kind not in OUTPUT_KINDS:
+        raise InputError(f"unknown output kind {kind!r}; choose one of {list(OUTPUT_KINDS)}")
+    order = _class_order(ours, results.class_names, source_path)
+    same_targets = results.metadata["fingerprints"].get("target_test") == store.metadata["fingerprints"]["target_test"]
+    influence = selection_influence(results, np.flatnonzero(selection) if same_targets else None, kind, estimator)
+    significant = {name for name, value, _ in significant_classes(influence, 0, SIGNIFICANCE_FDR) if value < 0}
+    return Ranking(
+        values=influence.values[order, 0],
+        stderr=influence.stderr[order, 0],
+        significant_negative=tuple(i for i, name in enumerate(ours) if name in significant),
+        source=str(source_path),
+        kind=kind,
+        estimator=estimator,
+        num_models=results.num_models,
+        on_selection_half=same_targets,
+    )
+
+
+# ---- arms and their retrains ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Arm:
+    """Which classes one arm removes, per seed (the same set for every seed except ``random``)."""
+
+    selection: str
+    k: int
+    removed: tuple[tuple[int, ...], ...]
+
+
+def retrain_seeds(study_seed: int, repeats: int) -> list[int]:
+    """The R training seeds every arm uses (paired arms); seed r does not depend on R."""
+    return [int(np.random.default_rng([_SEED_STREAM, study_seed, r]).integers(0, 2**31 - 1)) for r in range(repeats)]
+
+
+def plan_arms(ranking: Ranking, ks: Sequence[int], repeats: int, study_seed: int) -> list[Arm]:
+    num_classes = ranking.values.size
+    order = np.argsort(-ranking.values, kind="stable")  # most positive first
+    arms = [Arm("full", 0, ((),) * repeats)]
+    for k in ks:
+        top = tuple(sorted(int(c) for c in order[:k]))
+        bottom = tuple(sorted(int(c) for c in order[::-1][:k]))
+        randoms = tuple(
+            tuple(sorted(int(c) for c in np.random.default_rng([_RANDOM_STREAM, study_seed, k, r]).choice(num_classes, k, replace=False)))
+            for r in range(repeats)
+        )
+        arms += [Arm("top", k, (top,) * repeats), Arm("bottom", k, (bottom,) * repeats), Arm("random", k, randoms)]
+    significant = ranking.significant_negative
+    if len(significant) < num_classes:  # removing every class leaves nothing to train on
+        arms.append(Arm("significant", len(significant), (tuple(significant),) * repeats))
+    return arms
+
+
+def retrain_spec(removed: tuple[int, ...], num_classes: int, repeat: int, seed: int) -> RunSpec:
+    """The full source minus ``removed``, trained with ``seed``; its id names the removed set (by a
+    digest) and the repeat, so any arm removing the same classes finds the same file."""
+    mask = np.ones(num_classes, dtype=bool)
+    mask[list(removed)] = False
+    digest = hashlib.sha256(np.packbits(~mask).tobytes() + num_classes.to_bytes(4, "little")).hexdigest()[:12]
+    return RunSpec("retrain", repeat, mask, seed, name=f"minus{len(removed):03d}-{digest}-r{repeat:03d}")
+
+
+def arm_specs(arm: Arm, num_classes: int, seeds: Sequence[int]) -> list[RunSpec]:
+    return [retrain_spec(removed, num_classes, r, seeds[r]) for r, removed in enumerate(arm.removed)]
+
+
+# ---- scoring ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArmResult:
+    arm: Arm
+    accuracy: np.ndarray
+    """Accuracy on the scoring half, one value per seed (in seed order)."""
+    differences: np.ndarray | None
+    """Per-seed accuracy minus the full source's with the same seed (None for the full arm)."""
+
+    @property
+    def mean(self) -> float:
+        return float(self.accuracy.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.accuracy.std(ddof=1)) if self.accuracy.size > 1 else 0.0
+
+    @property
+    def diff_vs_full(self) -> float:
+        return float(self.differences.mean()) if self.differences is not None else 0.0
+
+    @property
+    def diff_se(self) -> float:
+        d = self.differences
+        if d is None:
+            return 0.0
+        return float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
+
+    @property
+    def beats_full(self) -> bool:
+        """Whether the paired gain over the full source exceeds two of its standard errors."""
+        return self.differences is not None and bool(self.diff_vs_full > 2 * self.diff_se)
+
+    def row(self) -> dict[str, object]:
+        full = self.differences is None
+        return {
+            "selection": self.arm.selection,
+            "k": self.arm.k,
+            "mean": self.mean,
+            "std": self.std,
+            "n": int(self.accuracy.size),
+            "diff_vs_full": "" if full else self.diff_vs_full,
+            "diff_se": "" if full else self.diff_se,
+            "beats_full_2se": "" if full else self.beats_full,
+        }
+
+
+def scoring_accuracy(store: StudyStore, spec: RunSpec, scoring: np.ndarray) -> float:
+    """Share of the scoring half a retrained model predicts correctly (from its ``correct`` output);
+    a stored run whose mask is not the spec's is refused rather than scored."""
+    mask, _ = store.read_run_mask_and_record(spec.run_id)
+    if not np.array_equal(mask, spec.mask):
+        raise StudyMismatchError(
+            f"{store.run_path(spec.run_id)} holds another class mask than its name says; delete the file and run "
+            "the counterfactual again to retrain it"
+        )
+    return float(store.read_run_output(spec.run_id, "correct")[scoring].mean())
+
+
+@dataclass
+class CounterfactualResult:
+    sweep_dir: Path
+    class_names: tuple[str, ...]
+    ranking: Ranking
+    arms: list[ArmResult]
+    seeds: list[int]
+    selection: np.ndarray
+    """True for the target test examples that chose the classes; the others scored the retrains."""
+    executed: list[RunSummary] = field(default_factory=list)
+
+    @property
+    def full(self) -> ArmResult:
+        return next(a for a in self.arms if a.arm.selection == "full")
+
+    @property
+    def recommended(self) -> ArmResult | None:
+        """The recommendable arm with the largest gain among those beating the full source by more
+        than 2 standard errors; None when none does (keep the full source)."""
+        winners = [a for a in self.arms if a.arm.selection in RECOMMENDABLE and a.beats_full]
+        return max(winners, key=lambda a: a.diff_vs_full, default=None)
+
+    def rows(self) -> list[dict[str, object]]:
+        return [a.row() for a in self.arms]
+
+
+def _check_request(ks: Sequence[int], repeats: int, num_classes: int) -> None:
+    if not ks:
+        raise InputError("--k needs at least one value, e.g. --k 5,10,20")
+    bad = [k for k in ks if not 1 <= k <= num_classes - 1]
+    if bad:
+        raise InputError(
+            f"--k {','.join(map(str, bad))}: k must be between 1 and K−1 = {num_classes - 1} "
+            f"(the source has {num_classes} classes and a retrain must keep at least one)"
+        )
+    if repeats < 2:
+        raise InputError(f"--repeats {repeats}: paired standard errors need at least 2 seeds per arm (the paper uses 10)")
+
+
+def default_ks(num_classes: int) -> list[int]:
+    fitting = [k for k in DEFAULT_KS if k <= num_classes - 1]
+    return fitting or [max(1, num_classes // 2)]
+
+
+def run_counterfactual(
+    study_dir: str | Path,
+    ks: Sequence[int] | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    ranking_from: str | Path | None = None,
+    estimator: str | None = None,
+    kind: str | None = None,
+    serial: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    stream: IO[str] | None = None,
+) -> CounterfactualResult:
+    """Rank, retrain every arm R times (skipping retrains already stored) and score them.
+
+    Every input is checked before any training: k within 1 … K−1, at least 2 seeds, a ranking
+    study with finished runs and this study's class names."""
+    study_dir = Path(study_dir)
+    store = StudyStore.open(study_dir)
+    class_names = tuple(store.metadata["class_names"])
+    ks = sorted(set(ks)) if ks is not None else default_ks(len(class_names))
+    _check_request(ks, repeats, len(class_names))
+    with np.load(store.data_path, allow_pickle=False) as archive:
+        labels = archive["target_test__labels"].astype(np.int64)
+    config = store.config
+    selection = split_targets(labels, config.seed)
+    ranking = build_ranking(store, selection, Path(ranking_from) if ranking_from else None, kind, estimator)
+    seeds = retrain_seeds(config.seed, repeats)
+    arms = plan_arms(ranking, ks, repeats, config.seed)
+    specs_of = {id(arm): arm_specs(arm, len(class_names), seeds) for arm in arms}
+    changes: dict[str, object] = {}
+    if serial:
+        changes["execution.executor"] = "serial"
+    if workers is not None:
+        changes["execution.workers"] = workers
+    run_config = config.with_overrides(**changes) if changes else config
+    all_specs = [spec for arm in arms for spec in specs_of[id(arm)]]
+    report = run_sweep(store, study_dir / SWEEP_DIR, all_specs, run_config, progress, stream, label="retrains")
+    scoring = ~selection
+    accuracy = {spec.run_id: scoring_accuracy(report.store, spec, scoring) for spec in all_specs}
+    full = np.array([accuracy[s.run_id] for s in specs_of[id(arms[0])]])
+    results: list[ArmResult] = []
+    for arm in arms:
+        values = np.array([accuracy[s.run_id] for s in specs_of[id(arm)]])
+        results.append(ArmResult(arm, values, None if arm.selection == "full" else values - full))
+    return CounterfactualResult(report.store.path, class_names, ranking, results, seeds, selection, report.executed)
+
+
+# ---- files ------------------------------------------------------------------------------------
+def summary_csv(result: CounterfactualResult) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(result.rows())
+    return buffer.getvalue()
+
+
+def removed_json(result: CounterfactualResult) -> str:
+    names = result.class_names
+
+    def named(classes: tuple[int, ...]) -> list[str]:
+        return [names[c] for c in classes]
+
+    arms = []
+    for a in result.arms:
+        entry: dict[str, object] = {"selection": a.arm.selection, "k": a.arm.k}
+        if a.arm.selection == "random":
+            entry["removed_per_seed"] = [named(r) for r in a.arm.removed]
+        else:
+            entry["removed"] = named(a.arm.removed[0])
+        arms.append(entry)
+    r = result.ranking
+    return json.dumps(
+        {
+            "ranking": {
+                "from": r.source, "output_kind": r.kind, "estimator": r.estimator, "models": r.num_models,
+                "on_selection_half": r.on_selection_half, "significance_fdr": SIGNIFICANCE_FDR,
+            },
+            "target_split": {"selection_examples": int(result.selection.sum()), "scoring_examples": int((~result.selection).sum())},
+            "seeds": result.seeds,
+            "arms": arms,
+        },
+        indent=2,
+    )
+
+
+def recommended_source_text(result: CounterfactualResult) -> str:
+    best = result.recommended
+    kept_mask = np.ones(len(result.class_names), dtype=bool)
+    if best is None:
+        header = "# full source: no removal beat it by more than 2 paired standard errors"
+    else:
+        kept_mask[list(best.arm.removed[0])] = False
+        header = (
+            f"# full source minus {best.arm.selection}-{best.arm.k}: {best.diff_vs_full:+.4f} accuracy "
+            f"(± {best.diff_se:.4f} SE, {best.accuracy.size} paired seeds)"
+        )
+    kept = [name for name, keep in zip(result.class_names, kept_mask) if keep]
+    return "\n".join([header, *kept]) + "\n"
+
+
+def write_counterfactual(result: CounterfactualResult) -> dict[str, Path]:
+    """``summary.csv``, ``removed.json`` and ``recommended_source.txt`` in the sweep directory."""
+    files = {
+        "summary": (result.sweep_dir / "summary.csv", summary_csv(result)),
+        "removed": (result.sweep_dir / "removed.json", removed_json(result)),
+        "recommended": (result.sweep_dir / "recommended_source.txt", recommended_source_text(result)),
+    }
+    for path, text in files.values():
+        atomic_write_text(path, text)
+    return {key: path for key, (path, _) in files.items()}

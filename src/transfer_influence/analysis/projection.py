@@ -1,0 +1,221 @@
+"""Projecting source classes onto target images (paper §4.1, Figures 4–5).
+
+A class's example-level influences say *which* target images it moves, not only how much it
+moves a target class on average: the images it helps most show the feature the class lends the
+target task, the images it hurts most show where that feature misleads. Read the other way, the
+source class that helps each image of one target class most splits that class into finer
+sub-populations (the paper's Figure 5). Everything here is numpy on an ``InfluenceEstimate`` whose
+columns are target examples; images are read from the study's ``data.npz`` for the drawing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..estimate import InfluenceEstimate
+from ..study.store import DATA_FILE
+
+NAMES_SHOWN = 12
+"""How many valid names an error lists: enough to show the spelling, short enough to read."""
+
+
+@dataclass(frozen=True)
+class ProjectedTarget:
+    """One target test image and the influence a source class has on it."""
+
+    target_id: str
+    index: int
+    """Column of the image in the study's target test set (and in ``data.npz``)."""
+    true_label: str
+    influence: float
+    stderr: float
+
+
+@dataclass(frozen=True)
+class SourceProjection:
+    """The target images one source class influences most positively and most negatively."""
+
+    source_class: str
+    class_index: int
+    output_kind: str | None
+    estimator: str
+    num_models: int
+    most_positive: tuple[ProjectedTarget, ...]
+    most_negative: tuple[ProjectedTarget, ...]
+
+
+@dataclass(frozen=True)
+class SubPopulation:
+    """The images of one target class on which ``source_class`` is the most positive influence."""
+
+    source_class: str
+    class_index: int
+    members: tuple[ProjectedTarget, ...]
+    """Sorted from the largest influence down."""
+
+
+@dataclass(frozen=True)
+class TargetClassProjection:
+    """Which source classes project onto which images of one target class (Figure 5)."""
+
+    target_class: str
+    output_kind: str | None
+    estimator: str
+    num_models: int
+    groups: tuple[SubPopulation, ...]
+    """Largest group first; groups of equal size in class order."""
+    unclaimed: tuple[ProjectedTarget, ...]
+    """Images no source class influences positively (their largest influence is ≤ 0)."""
+
+
+@dataclass(frozen=True)
+class StudyImages:
+    """The source training and target test images of a study, as stored in its ``data.npz``."""
+
+    source_images: np.ndarray
+    source_labels: np.ndarray
+    source_classes: tuple[str, ...]
+    target_images: np.ndarray
+    target_ids: tuple[str, ...]
+
+    def source_examples(self, class_index: int, count: int) -> np.ndarray:
+        """``count`` training images of one source class, spread evenly over its examples."""
+        members = np.flatnonzero(self.source_labels == class_index)
+        if members.size == 0:
+            return self.source_images[:0]
+        picks = np.unique(np.linspace(0, members.size - 1, num=min(count, members.size)).round().astype(int))
+        return self.source_images[members[picks]]
+
+
+def load_study_images(study_dir: Path) -> StudyImages:
+    with np.load(Path(study_dir) / DATA_FILE, allow_pickle=False) as archive:
+        return StudyImages(
+            source_images=archive["source_train__images"],
+            source_labels=archive["source_train__labels"].astype(np.int64),
+            source_classes=tuple(str(c) for c in archive["source_train__classes"]),
+            target_images=archive["target_test__images"],
+            target_ids=tuple(str(i) for i in archive["target_test__ids"]),
+        )
+
+
+def check_top(top: int) -> int:
+    if top < 1:
+        raise InputError(f"--top must be at least 1 (got {top})")
+    return top
+
+
+def _some_names(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:NAMES_SHOWN])
+    return shown + (f", … ({len(names)} in all)" if len(names) > NAMES_SHOWN else "")
+
+
+def find_source_class(class_names: Sequence[str], name: str) -> int:
+    """Row of a source class, or an ``InputError`` that lists valid names."""
+    if name not in class_names:
+        raise InputError(f"unknown source class {name!r}; the study's source classes are {_some_names(class_names)}")
+    return list(class_names).index(name)
+
+
+def find_target_class(target_class_names: Sequence[str], name: str) -> int:
+    if name not in target_class_names:
+        raise InputError(f"unknown target class {name!r}; the study's target classes are {_some_names(target_class_names)}")
+    return list(target_class_names).index(name)
+
+
+def _projected(
+    influence: InfluenceEstimate, row: int, columns: np.ndarray, target_labels: np.ndarray, target_class_names: Sequence[str]
+) -> tuple[ProjectedTarget, ...]:
+    return tuple(
+        ProjectedTarget(
+            target_id=influence.target_ids[j],
+            index=int(j),
+            true_label=target_class_names[int(target_labels[j])],
+            influence=float(influence.values[row, j]),
+            stderr=float(influence.stderr[row, j]),
+        )
+        for j in columns
+    )
+
+
+def project_source_class(
+    influence: InfluenceEstimate,
+    target_labels: np.ndarray,
+    target_class_names: Sequence[str],
+    source_class: str,
+    top: int = 8,
+) -> SourceProjection:
+    """The ``top`` target images ``source_class`` influences most positively and most negatively.
+
+    ``influence`` holds one column per target example (``analysis.rankings.example_influence``).
+    Each end takes at most half the images so that no image is listed at both ends.
+    """
+    check_top(top)
+    row = find_source_class(influence.unit_names, source_class)
+    values = influence.values[row]
+    count = min(top, max(1, values.size // 2))
+    highest = np.argsort(-values, kind="stable")[:count]
+    lowest = np.argsort(values, kind="stable")[:count]
+    return SourceProjection(
+        source_class=source_class,
+        class_index=row,
+        output_kind=influence.output_kind,
+        estimator=influence.estimator,
+        num_models=influence.num_models,
+        most_positive=_projected(influence, row, highest, target_labels, target_class_names),
+        most_negative=_projected(influence, row, lowest, target_labels, target_class_names),
+    )
+
+
+def project_target_class(
+    influence: InfluenceEstimate,
+    target_labels: np.ndarray,
+    target_class_names: Sequence[str],
+    target_class: str,
+) -> TargetClassProjection:
+    """Group the images of ``target_class`` by the source class most positively influencing each.
+
+    ``influence`` has one column per target example, in the study's order (``target_labels``
+    labels those columns).
+    """
+    label = find_target_class(target_class_names, target_class)
+    columns = np.flatnonzero(np.asarray(target_labels) == label)
+    if columns.size == 0:
+        raise InputError(f"target class {target_class!r} has no test images in this study")
+    block = influence.values[:, columns]
+    best = np.argmax(block, axis=0)
+    claimed = block[best, np.arange(columns.size)] > 0
+    groups = []
+    for row in np.unique(best[claimed]):
+        members = columns[claimed & (best == row)]
+        members = members[np.argsort(-influence.values[row, members], kind="stable")]
+        groups.append(
+            SubPopulation(
+                source_class=influence.unit_names[row],
+                class_index=int(row),
+                members=_projected(influence, int(row), members, target_labels, target_class_names),
+            )
+        )
+    groups.sort(key=lambda g: (-len(g.members), g.class_index))
+    unclaimed = tuple(
+        ProjectedTarget(
+            target_id=influence.target_ids[j],
+            index=int(j),
+            true_label=target_class,
+            influence=float(influence.values[row, j]),
+            stderr=float(influence.stderr[row, j]),
+        )
+        for j, row in zip(columns[~claimed], best[~claimed])
+    )
+    return TargetClassProjection(
+        target_class=target_class,
+        output_kind=influence.output_kind,
+        estimator=influence.estimator,
+        num_models=influence.num_models,
+        groups=tuple(groups),
+        unclaimed=unclaimed,
+    )

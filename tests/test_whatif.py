@@ -1,0 +1,111 @@
+"""What-if predictions: contrasts of the datamodel with their full-covariance errors, and the
+prediction of a full source minus some classes, each against a direct computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transfer_influence.analysis.whatif import what_if_removed
+from transfer_influence.estimate import datamodel_contrasts, datamodel_influence, group_means
+from transfer_influence.pipeline.run import run_study
+from transfer_influence.study.config import parse_config
+from transfer_influence.study.design import iid_mask
+from transfer_influence.study.results import open_study
+from transfer_influence.study.store import StudyStore
+
+from .conftest import tiny_config_dict
+
+
+def test_contrast_of_coefficients_and_its_error_match_ordinary_least_squares() -> None:
+    rng = np.random.default_rng(0)
+    masks = np.stack([iid_mask(1, i, 9, 0.35) for i in range(80)])
+    outputs = masks @ rng.normal(0, 0.1, size=(9, 3)) + rng.normal(0, 0.05, size=(80, 3))
+    contrast = np.zeros((2, 9))
+    contrast[0, [1, 4]] = -1.0
+    contrast[1, 0] = 1.0
+    values, errors, dof = datamodel_contrasts(masks, outputs, contrast, ridge=0.0)
+    fit = datamodel_influence(masks, outputs, ridge=0.0)
+    np.testing.assert_allclose(values, contrast @ fit.values, atol=1e-6)
+    x = masks - masks.mean(axis=0)
+    y = outputs - outputs.mean(axis=0)
+    gram_inverse = np.linalg.pinv(x.T @ x)
+    beta = gram_inverse @ x.T @ y
+    rank = np.linalg.matrix_rank(x)
+    assert dof == pytest.approx(80 - 1 - rank)
+    sigma2 = ((y - x @ beta) ** 2).sum(axis=0) / (80 - 1 - rank)
+    # the identified part of each contrast (fixed-size subsets: orthogonal to the all-ones direction)
+    identified = contrast - contrast.mean(axis=1, keepdims=True)
+    expected = np.sqrt(np.outer(np.einsum("ck,kl,cl->c", identified, gram_inverse, identified), sigma2))
+    np.testing.assert_allclose(errors, expected, rtol=1e-6)
+    # not the root sum of squared coefficient errors: the coefficients are correlated
+    naive = np.sqrt(fit.stderr[1] ** 2 + fit.stderr[4] ** 2)
+    assert not np.allclose(errors[0], naive, rtol=1e-3)
+
+
+def test_contrasts_need_one_weight_per_class() -> None:
+    masks = np.stack([iid_mask(1, i, 6, 0.5) for i in range(20)])
+    with pytest.raises(ValueError, match="one weight per class"):
+        datamodel_contrasts(masks, np.ones((20, 1)), np.ones((1, 5)))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("whatif") / "study"
+    run_study(parse_config(tiny_config_dict(num_models=12, **{"baselines.repeats": 2})), path, progress=False)
+    return path
+
+
+def test_prediction_equals_the_direct_formula(study: Path) -> None:
+    results = open_study(study)
+    result = what_if_removed(results, ["A", "0"], ridge=0.0, scaling="none")
+    diluted = what_if_removed(results, ["A", "0"], ridge=0.0)
+    correct = np.asarray(results.outputs("correct"), dtype=np.float64)
+    columns = np.column_stack([correct.mean(axis=1), group_means(correct, results.target_labels, 10)])
+    store = StudyStore.open(study)
+    full_rows = []
+    for run in ("all_source-000000", "all_source-000001"):
+        c = store.read_run(run)[1]["correct"].astype(np.float64)[None, :]
+        full_rows.append(np.concatenate([[c.mean()], group_means(c, results.target_labels, 10)[0]]))
+    full = np.mean(full_rows, axis=0)
+    fit = datamodel_influence(results.masks, columns, ridge=0.0, blocks=results.blocks)
+    names = results.class_names
+    differential = -(fit.values[names.index("A")] + fit.values[names.index("0")])
+    q = 2 / (8 - 4)
+    np.testing.assert_allclose(result.full_accuracy, full, atol=1e-9)
+    np.testing.assert_allclose(result.differential, differential, atol=1e-5)
+    np.testing.assert_allclose(result.predicted, (1 - q) * full + q * columns.mean(axis=0) + differential, atol=1e-5)
+    d = 4 / (8 - 2)  # the class's share of the source: one of 4 where measured, one of 6 after removal
+    np.testing.assert_allclose(diluted.predicted, (1 - q) * full + q * columns.mean(axis=0) + d * differential, atol=1e-5)
+    low, high = result.interval()
+    assert (low < result.predicted).all() and (result.predicted < high).all()
+    assert result.columns[0] == "all targets" and len(result.columns) == 11
+    assert "extrapolates" in result.extrapolation and "4 of 8" in result.extrapolation
+
+
+def test_bad_removals_are_refused(study: Path, tmp_path: Path) -> None:
+    results = open_study(study)
+    with pytest.raises(ValueError, match="unknown source classes"):
+        what_if_removed(results, ["nope"])
+    with pytest.raises(ValueError, match="leaves no source"):
+        what_if_removed(results, list(results.class_names))
+    with pytest.raises(ValueError, match="at least one"):
+        what_if_removed(results, [])
+    with pytest.raises(ValueError, match="unknown scaling"):
+        what_if_removed(results, ["A"], scaling="log")
+    bare = tmp_path / "bare"
+    run_study(parse_config(tiny_config_dict(num_models=4, **{"baselines.repeats": 0})), bare, progress=False)
+    with pytest.raises(ValueError, match="all-source baseline"):
+        what_if_removed(open_study(bare), ["A"])
+
+
+def test_whatif_command_prints_every_column(study: Path, capsys) -> None:
+    from transfer_influence.cli import main
+
+    assert main(["whatif", str(study), "--remove", "A, 0"]) == 0
+    out = capsys.readouterr().out
+    assert "without A, 0" in out and "all targets" in out and "extrapolates" in out
+    assert len([line for line in out.splitlines() if "[" in line]) == 11
+    assert main(["whatif", str(study), "--remove", "Z"]) == 2
