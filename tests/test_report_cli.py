@@ -57,7 +57,7 @@ def test_report_writes_figures_tables_and_page(finished_study: Path, capsys) -> 
     values = [float(r["influence"]) for r in rows]
     assert values == sorted(values, reverse=True)
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 9  # 5 study figures + 3 projection grids + mistakes
     assert (out / "diagnostics.json").exists() and "split-half Spearman" in page
     assert "random-init backbone" in page and "α = 0.5" in page
     assert "report.html" in capsys.readouterr().out

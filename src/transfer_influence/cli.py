@@ -1,4 +1,4 @@
-"""Command line: ``transfer-influence run|work|influence|diagnose|report|plan|demo|counterfactual|whatif|project|explain``."""
+"""Command line: ``transfer-influence run|work|influence|diagnose|report|plan|demo|counterfactual|handpicked|whatif|project|explain``."""
 
 from __future__ import annotations
 
@@ -134,6 +134,15 @@ def _parser() -> argparse.ArgumentParser:
     whatif.add_argument("--scaling", choices=["dilution", "none"], default="dilution",
                         help="class effects in the full source: scaled by their share of it (dilution) or not")
     whatif.add_argument("--partial", action="store_true", help="use the runs finished so far")
+    hp = sub.add_parser("handpicked", help="retrain on only the source classes related to the target classes "
+                        "and compare with the full source (paper App. A.4; resumable)")
+    hp.add_argument("study", type=Path, help="a study directory")
+    hp.add_argument("--mapping", type=Path, help="YAML: target class name → list of related source class names "
+                    "(default for digit targets and a glyph source: the built-in look-alikes)")
+    hp.add_argument("--repeats", type=int, default=10, help="seeds, the counterfactual's full-source ones (default 10)")
+    hp.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
+    hp.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    hp.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -449,6 +458,25 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_handpicked(args: argparse.Namespace) -> int:
+    from .analysis.handpicked import run_handpicked, write_handpicked
+
+    result = run_handpicked(args.study, args.mapping, args.repeats, serial=args.serial, workers=args.workers,
+                            progress=not args.quiet)
+    files = write_handpicked(result)
+    full, picked = result.full, result.hand_picked
+    print(f"relation: {result.relation.origin}; keeping {len(result.kept)} of {len(result.class_names)} source classes "
+          f"({', '.join(result.class_names[c] for c in result.kept)}); scored on {int(result.scoring.sum())} held-apart "
+          f"target images; {len(result.seeds)} paired seeds; {len(result.executed)} retrains run now")
+    if result.relation.unmapped:
+        print(f"target classes with no related source class: {', '.join(result.relation.unmapped)}")
+    print(f"full source  {full.mean:.4f} ± {full.std:.4f}")
+    print(f"hand-picked  {picked.mean:.4f} ± {picked.std:.4f}  difference {picked.diff_vs_full:+.4f} "
+          f"(SE {picked.diff_se:.4f}; > 2 SE: {'yes' if picked.beats_full else 'no'})")
+    print(f"summary: {files['summary']}; details: {files['hand_picked']}")
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "work": _cmd_work,
@@ -461,6 +489,7 @@ COMMANDS = {
     "demo": _cmd_demo,
     "counterfactual": _cmd_counterfactual,
     "whatif": _cmd_whatif,
+    "handpicked": _cmd_handpicked,
 }
 
 

@@ -35,6 +35,7 @@ from ..estimate import InfluenceEstimate, check_estimator, estimate
 from ..evaluate.fdr import significant_classes
 from ..execute import RunSummary, run_sweep
 from ..study.atomic import atomic_write_text
+from ..study.config import StudyConfig
 from ..study.design import RunSpec
 from ..study.outputs import OUTPUT_KINDS
 from ..study.results import StudyResults, open_study
@@ -323,30 +324,63 @@ def run_counterfactual(
     class_names = tuple(store.metadata["class_names"])
     ks = sorted(set(ks)) if ks is not None else default_ks(len(class_names))
     _check_request(ks, repeats, len(class_names))
-    with np.load(store.data_path, allow_pickle=False) as archive:
-        labels = archive["target_test__labels"].astype(np.int64)
     config = store.config
-    selection = split_targets(labels, config.seed)
+    selection = split_targets(target_test_labels(store), config.seed)
     ranking = build_ranking(store, selection, Path(ranking_from) if ranking_from else None, kind, estimator)
     seeds = retrain_seeds(config.seed, repeats)
     arms = plan_arms(ranking, ks, repeats, config.seed)
-    specs_of = {id(arm): arm_specs(arm, len(class_names), seeds) for arm in arms}
+    sweep = retrain_arms(store, arms, seeds, ~selection, sweep_config(config, serial, workers), progress, stream)
+    return CounterfactualResult(sweep.store.path, class_names, ranking, sweep.arms, seeds, selection, sweep.executed)
+
+
+def target_test_labels(store: StudyStore) -> np.ndarray:
+    """The study's target test labels, read from its data views (no run needs to be finished)."""
+    with np.load(store.data_path, allow_pickle=False) as archive:
+        return archive["target_test__labels"].astype(np.int64)
+
+
+def sweep_config(config: StudyConfig, serial: bool, workers: int | None) -> StudyConfig:
+    """The study's config with the retrains' own execution settings (executor, workers)."""
     changes: dict[str, object] = {}
     if serial:
         changes["execution.executor"] = "serial"
     if workers is not None:
         changes["execution.workers"] = workers
-    run_config = config.with_overrides(**changes) if changes else config
-    all_specs = [spec for arm in arms for spec in specs_of[id(arm)]]
-    report = run_sweep(store, study_dir / SWEEP_DIR, all_specs, run_config, progress, stream, label="retrains")
-    scoring = ~selection
+    return config.with_overrides(**changes) if changes else config
+
+
+@dataclass
+class RetrainedArms:
+    store: StudyStore
+    arms: list[ArmResult]
+    executed: list[RunSummary]
+
+
+def retrain_arms(
+    store: StudyStore,
+    arms: Sequence[Arm],
+    seeds: Sequence[int],
+    scoring: np.ndarray,
+    run_config: StudyConfig,
+    progress: bool = True,
+    stream: IO[str] | None = None,
+) -> RetrainedArms:
+    """Retrain every arm's runs missing from the sweep store in ``STUDY/counterfactual/`` and score
+    each on the ``scoring`` examples; ``arms[0]`` must be the full source, which every other arm is
+    paired with seed by seed. Any caller with the same seeds shares the stored retrains."""
+    if not arms or arms[0].selection != "full":
+        raise ValueError("the first arm must be the full source: the others are paired with it")
+    num_classes = len(store.metadata["class_names"])
+    specs_of = [arm_specs(arm, num_classes, seeds) for arm in arms]
+    all_specs = [spec for specs in specs_of for spec in specs]
+    report = run_sweep(store, store.path / SWEEP_DIR, all_specs, run_config, progress, stream, label="retrains")
     accuracy = {spec.run_id: scoring_accuracy(report.store, spec, scoring) for spec in all_specs}
-    full = np.array([accuracy[s.run_id] for s in specs_of[id(arms[0])]])
+    full = np.array([accuracy[s.run_id] for s in specs_of[0]])
     results: list[ArmResult] = []
-    for arm in arms:
-        values = np.array([accuracy[s.run_id] for s in specs_of[id(arm)]])
+    for arm, specs in zip(arms, specs_of):
+        values = np.array([accuracy[s.run_id] for s in specs])
         results.append(ArmResult(arm, values, None if arm.selection == "full" else values - full))
-    return CounterfactualResult(report.store.path, class_names, ranking, results, seeds, selection, report.executed)
+    return RetrainedArms(report.store, results, report.executed)
 
 
 # ---- files ------------------------------------------------------------------------------------

@@ -23,7 +23,10 @@ model of that, which retraining (the counterfactual sweep) checks.
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -153,3 +156,129 @@ def _all_source_accuracy(results: StudyResults) -> tuple[np.ndarray, np.ndarray]
     ])
     variance = rows.var(axis=0, ddof=1) / len(runs) if len(runs) > 1 else np.zeros(rows.shape[1])
     return rows.mean(axis=0), variance
+
+
+# ---- checked against a counterfactual sweep's retrains -------------------------------------------
+COMPARED_SELECTIONS = ("top", "bottom", "significant", "hand_picked")
+"""Arms that remove one named set for every seed; ``random`` draws another set per seed, so no single
+prediction stands for it, and ``full`` removes nothing."""
+
+
+@dataclass(frozen=True)
+class SweepArm:
+    """One row of a sweep's ``summary.csv``: accuracy on the scoring half over the paired seeds."""
+
+    selection: str
+    k: int
+    mean: float
+    std: float
+    n: int
+    diff_vs_full: float | None
+    diff_se: float | None
+    beats_full_2se: bool | None
+
+
+def read_sweep_summary(counterfactual_dir: str | Path) -> list[SweepArm]:
+    """The rows of ``summary.csv`` as written by ``transfer-influence counterfactual`` (the full
+    source has no difference, so its last three fields are None)."""
+    path = Path(counterfactual_dir) / "summary.csv"
+    if not path.is_file():
+        raise InputError(
+            f"no counterfactual results at {path}; run `transfer-influence counterfactual STUDY_DIR` first"
+        )
+    with open(path, newline="") as handle:
+        return [
+            SweepArm(
+                selection=row["selection"],
+                k=int(row["k"]),
+                mean=float(row["mean"]),
+                std=float(row["std"]),
+                n=int(row["n"]),
+                diff_vs_full=float(row["diff_vs_full"]) if row["diff_vs_full"] else None,
+                diff_se=float(row["diff_se"]) if row["diff_se"] else None,
+                beats_full_2se=(row["beats_full_2se"] == "True") if row["beats_full_2se"] else None,
+            )
+            for row in csv.DictReader(handle)
+        ]
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One removed set: the change in target accuracy the what-if predicts and the one retraining measured."""
+
+    selection: str
+    k: int
+    removed: tuple[str, ...]
+    measured: float
+    """Arm mean − full-source mean, on the sweep's scoring half of the target."""
+    measured_se: float | None
+    """Standard error of the paired difference (None when the sweep had one seed)."""
+    predicted: float
+    """What-if accuracy − all-source baseline accuracy, over all target examples."""
+    predicted_stderr: float
+
+
+@dataclass(frozen=True)
+class SweepComparison:
+    """Predicted against measured change in accuracy over a sweep's non-random arms."""
+
+    points: tuple[SweepPoint, ...]
+    spearman: float
+    """Rank correlation of predicted and measured changes (nan with fewer than 3 points or a constant side)."""
+    mean_absolute_error: float
+    scaling: str
+    subset_size: int
+    num_classes: int
+
+
+def compare_with_sweep(
+    results: StudyResults, counterfactual_dir: str | Path, scaling: str = "dilution"
+) -> SweepComparison:
+    """Predict every non-random arm of a finished counterfactual sweep with ``what_if_removed`` and
+    set each beside what retraining measured: how far the datamodel's extrapolation to the full
+    source can be trusted, on this study's own retrains."""
+    counterfactual_dir = Path(counterfactual_dir)
+    arms = read_sweep_summary(counterfactual_dir)
+    full = next((a for a in arms if a.selection == "full"), None)
+    if full is None:
+        raise InputError(f"{counterfactual_dir / 'summary.csv'} has no full-source row; run the counterfactual again")
+    removed_path = counterfactual_dir / "removed.json"
+    if not removed_path.is_file():
+        raise InputError(f"no {removed_path}; run `transfer-influence counterfactual STUDY_DIR` again to write it")
+    removed_sets = {
+        (entry["selection"], int(entry["k"])): tuple(entry["removed"])
+        for entry in json.loads(removed_path.read_text())["arms"]
+        if entry["selection"] in COMPARED_SELECTIONS and entry.get("removed")
+    }
+    points = []
+    for arm in arms:
+        removed = removed_sets.get((arm.selection, arm.k))
+        if removed is None:
+            continue
+        prediction = what_if_removed(results, removed, scaling=scaling)
+        points.append(
+            SweepPoint(
+                selection=arm.selection,
+                k=arm.k,
+                removed=prediction.removed,
+                measured=arm.mean - full.mean,
+                measured_se=arm.diff_se,
+                predicted=float(prediction.predicted[0] - prediction.full_accuracy[0]),
+                predicted_stderr=float(prediction.predicted_stderr[0]),
+            )
+        )
+    if not points:
+        raise InputError(f"the sweep in {counterfactual_dir} has no arm that removes a named set of classes")
+    measured = np.array([p.measured for p in points])
+    predicted = np.array([p.predicted for p in points])
+    constant = np.ptp(measured) == 0 or np.ptp(predicted) == 0
+    spearman = float("nan") if len(points) < 3 or constant else float(stats.spearmanr(measured, predicted)[0])
+    size = design_subset_size(results.config.design.kind, len(results.class_names), results.config.design.alpha)
+    return SweepComparison(
+        points=tuple(points),
+        spearman=spearman,
+        mean_absolute_error=float(np.abs(predicted - measured).mean()),
+        scaling=scaling,
+        subset_size=size,
+        num_classes=len(results.class_names),
+    )

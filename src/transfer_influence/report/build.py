@@ -9,17 +9,29 @@ import numpy as np
 
 from ..analysis.baselines import BaselineSummary, baseline_summary
 from ..analysis.convergence import Diagnostics, diagnose
+from ..analysis.counterfactual import SWEEP_DIR
+from ..analysis.debugging import explain_targets, most_mispredicted
 from ..analysis.lookalikes import LookalikeCheck, lookalike_check
-from ..analysis.rankings import overall_influence, per_target_class_influence
+from ..analysis.projection import load_study_images, project_source_class
+from ..analysis.rankings import example_influence, overall_influence, per_target_class_influence, ranked
+from ..analysis.whatif import compare_with_sweep, read_sweep_summary
 from ..errors import InputError
 from ..estimate import InfluenceEstimate
-from ..study.results import open_study
+from ..study.results import StudyResults, open_study
 from ..study.store import DATA_FILE
-from .page import render_page
-from .plots import plot_baselines, plot_bootstrap_and_knockoffs, plot_overall, plot_per_target_class, plot_reliability
+from .page import ActionSections, render_page
+from .plots import (
+    plot_baselines, plot_bootstrap_and_knockoffs, plot_explanations, plot_overall, plot_per_target_class,
+    plot_reliability, plot_source_projection, plot_whatif_vs_sweep,
+)
+from .projection_tables import file_stem
 from .tables import write_baselines_csv, write_overall_csv, write_per_target_csv
 
 REPORT_DIR = "report"
+PROJECTED_CLASSES = 3
+"""Source classes drawn in the projection section: the most positive overall."""
+EXPLAINED_TARGETS = 3
+"""Most often mispredicted target images explained in the mistakes section."""
 
 
 def class_thumbnails(study_dir: Path) -> dict[str, np.ndarray]:
@@ -49,6 +61,7 @@ class Report:
     baselines: BaselineSummary
     lookalikes: LookalikeCheck | None
     diagnostics: Diagnostics | None
+    actions: ActionSections | None = None
 
 
 def build_report(
@@ -58,8 +71,12 @@ def build_report(
     top_k: int = 15,
     per_class_k: int = 5,
     diagnostics: bool = True,
+    actions: bool = True,
 ) -> Report:
-    """Figures, tables and report.html; output kind and estimator default to the config's ``analysis``."""
+    """Figures, tables and report.html; output kind and estimator default to the config's ``analysis``.
+
+    ``actions=False`` leaves out the sections on acting on the influences (counterfactual removal,
+    what-if against retraining, projection, mistakes); none of them retrains anything."""
     study_dir = Path(study_dir)
     results = open_study(study_dir)
     kind = kind or results.config.analysis.output_kind
@@ -85,6 +102,66 @@ def build_report(
         diag.save(out / "diagnostics.json")
         plot_reliability(diag, kind, out / "reliability.png")
         plot_bootstrap_and_knockoffs(diag, out / "bootstrap_knockoffs.png")
+    sections = action_sections(results, study_dir, out, overall, kind, estimator) if actions else None
     html_path = out / "report.html"
-    html_path.write_text(render_page(results, overall, per_class, baselines, lookalikes, diag, out, per_class_k))
-    return Report(out, html_path, overall, per_class, baselines, lookalikes, diag)
+    html_path.write_text(
+        render_page(results, overall, per_class, baselines, lookalikes, diag, out, per_class_k, sections)
+    )
+    return Report(out, html_path, overall, per_class, baselines, lookalikes, diag, sections)
+
+
+def action_sections(
+    results: StudyResults, study_dir: Path, out: Path, overall: InfluenceEstimate, kind: str, estimator: str
+) -> ActionSections:
+    """Read a finished counterfactual sweep if there is one, compare it with the what-if
+    predictions, and draw projections and explained mistakes: seconds, and nothing is retrained."""
+    sweep_dir = study_dir / SWEEP_DIR
+    sections = _counterfactual_part(results, sweep_dir, out)
+    example = example_influence(results, kind, estimator)
+    images = load_study_images(study_dir)
+    for entry in ranked(overall, 0)[:PROJECTED_CLASSES]:
+        projection = project_source_class(example, results.target_labels, results.target_class_names, entry.name)
+        figure = out / f"projection_{file_stem(entry.name)}.png"
+        plot_source_projection(projection, images, figure)
+        sections.projections.append((projection, entry.influence, figure))
+    columns = most_mispredicted(results, EXPLAINED_TARGETS)
+    sections.explanations = explain_targets(results, columns, kind, estimator)
+    sections.explanations_figure = out / "mistakes.png"
+    plot_explanations(sections.explanations, images, sections.explanations_figure,
+                      "Most negative source classes of the most often mispredicted target images")
+    return sections
+
+
+def _counterfactual_part(results: StudyResults, sweep_dir: Path, out: Path) -> ActionSections:
+    """The sweep's summary and figure as written by ``transfer-influence counterfactual``, and the
+    what-if comparison with it; a missing sweep or baseline leaves the reason in its place."""
+    if not (sweep_dir / "summary.csv").is_file():
+        return ActionSections(
+            counterfactual=None, counterfactual_figure=None, recommended=None, whatif=None, whatif_figure=None,
+            whatif_missing=(
+                "Needs the retrains of a counterfactual sweep to compare with: run "
+                "`transfer-influence counterfactual STUDY_DIR`, then the report again."
+            ),
+        )
+    figure = sweep_dir / "counterfactual.png"
+    recommended_file = sweep_dir / "recommended_source.txt"
+    recommended = None
+    if recommended_file.is_file():
+        header, *kept = recommended_file.read_text().splitlines()
+        recommended = f"{header.lstrip('# ')} ({len(kept)} classes kept)"
+    comparison = comparison_figure = missing = None
+    try:
+        comparison = compare_with_sweep(results, sweep_dir)
+    except InputError as error:
+        missing = f"No what-if comparison: {error}"
+    else:
+        comparison_figure = out / "whatif_vs_sweep.png"
+        plot_whatif_vs_sweep(comparison, comparison_figure)
+    return ActionSections(
+        counterfactual=read_sweep_summary(sweep_dir),
+        counterfactual_figure=figure if figure.is_file() else None,
+        recommended=recommended,
+        whatif=comparison,
+        whatif_figure=comparison_figure,
+        whatif_missing=missing,
+    )

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 import html
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..analysis.baselines import BaselineSummary
 from ..analysis.convergence import Diagnostics
+from ..analysis.debugging import Explanation
+from ..analysis.projection import SourceProjection
+from ..analysis.whatif import SweepArm, SweepComparison
 from ..analysis.lookalikes import LookalikeCheck
 from ..analysis.rankings import top_and_bottom
 from ..estimate import ESTIMATOR_NAMES, InfluenceEstimate
@@ -35,6 +40,26 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+@dataclass
+class ActionSections:
+    """What the report shows about acting on the influences; each part is empty (with the reason
+    or the command that fills it) when the study lacks what it needs."""
+
+    counterfactual: list[SweepArm] | None
+    """Rows of ``counterfactual/summary.csv``; None when no sweep has been run."""
+    counterfactual_figure: Path | None
+    recommended: str | None
+    """What the sweep recommends training on (first line of ``recommended_source.txt``)."""
+    whatif: SweepComparison | None
+    whatif_figure: Path | None
+    whatif_missing: str | None
+    """Why there is no what-if comparison (no sweep, no all-source baseline, …)."""
+    projections: list[tuple[SourceProjection, float, Path]] = field(default_factory=list)
+    """(projection, the class's overall influence, its figure) for the most positive classes."""
+    explanations: list[Explanation] = field(default_factory=list)
+    explanations_figure: Path | None = None
+
+
 def render_page(
     results: StudyResults,
     overall: InfluenceEstimate,
@@ -44,6 +69,7 @@ def render_page(
     diag: Diagnostics | None,
     out: Path,
     per_class_k: int,
+    actions: ActionSections | None = None,
 ) -> str:
     config = results.config
     meta = results.metadata
@@ -94,6 +120,7 @@ Full table: <code>overall_influence.csv</code>.</p>
 {_table(["target class", f"top {per_class_k} source classes", f"bottom {per_class_k} source classes"], per_class_rows)}
 {look}
 {_diagnostics_html(diag, config.design.alpha, overall.output_kind or "p_true", overall.estimator, out)}
+{_actions_html(actions) if actions is not None else ""}
 <p>Tables: <code>overall_influence.csv</code>, <code>per_target_class_influence.csv</code>, <code>baselines.csv</code>.</p>
 </body></html>
 """
@@ -132,3 +159,106 @@ outputs of a quarter of the models left out of the estimate.</p>
 {_table(header, [[str(r[h]) for h in header] for r in rows])}
 {knockoffs}
 {_img(out / "bootstrap_knockoffs.png")}"""
+
+
+def _plus_minus(value: float | None, error: float | None, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    shown = f"{value:+.4f}" if signed else f"{value:.4f}"
+    return shown if error is None or not math.isfinite(error) else f"{shown} ± {error:.4f}"
+
+
+def _counterfactual_html(actions: ActionSections) -> str:
+    title = "<h2>Counterfactual removal (Figure 2, Table 2b)</h2>"
+    if actions.counterfactual is None:
+        return title + (
+            "<p>No removal sweep yet. <code>transfer-influence counterfactual STUDY_DIR</code> retrains the full "
+            "source without the k most positive, most negative and random classes (paired seeds) and writes "
+            "<code>counterfactual/summary.csv</code>; the report then shows it here.</p>"
+        )
+    rows = [
+        [
+            arm.selection, str(arm.k), _plus_minus(arm.mean, arm.std), _plus_minus(arm.diff_vs_full, arm.diff_se, True),
+            "" if arm.beats_full_2se is None else ("yes" if arm.beats_full_2se else "no"),
+        ]
+        for arm in actions.counterfactual
+    ]
+    seeds = max((arm.n for arm in actions.counterfactual), default=0)
+    figure = _img(actions.counterfactual_figure) if actions.counterfactual_figure is not None else (
+        "<p>(<code>counterfactual/counterfactual.png</code> is missing: run the counterfactual command again to draw it.)</p>"
+    )
+    recommended = (
+        f"<p>Recommended source: {html.escape(actions.recommended)} (<code>counterfactual/recommended_source.txt</code>).</p>"
+        if actions.recommended else ""
+    )
+    return title + f"""<p>Target accuracy on the scoring half of the target test images (the other half chose the
+classes) of full-source models retrained without the classes of each arm, {seeds} paired seeds; the difference
+is paired against the full source with the same seed, ± its standard error. Table:
+<code>counterfactual/summary.csv</code>.</p>
+{figure}
+{_table(["selection", "k", "accuracy (mean ± std)", "paired difference ± SE", "> 2 SE"], rows)}
+{recommended}"""
+
+
+def _whatif_html(actions: ActionSections) -> str:
+    title = "<h2>What-if predictions against retraining</h2>"
+    comparison = actions.whatif
+    if comparison is None:
+        return title + f"<p>{html.escape(actions.whatif_missing or 'No comparison.')}</p>"
+    spearman = "n/a (fewer than 3 arms)" if not math.isfinite(comparison.spearman) else f"{comparison.spearman:.2f}"
+    rows = [
+        [f"{p.selection} {p.k}", _plus_minus(p.measured, p.measured_se, True), _plus_minus(p.predicted, p.predicted_stderr, True),
+         f"{p.predicted - p.measured:+.4f}"]
+        for p in comparison.points
+    ]
+    figure = _img(actions.whatif_figure) if actions.whatif_figure is not None else ""
+    return title + f"""<p>For each arm of the sweep that removes one named set of classes, the change in target
+accuracy the study's linear datamodel predicts (<code>transfer-influence whatif</code>, {html.escape(comparison.scaling)}
+scaling, over all target images, against the all-source baseline) beside the change retraining measured (arm mean
+minus full-source mean on the scoring half). Spearman correlation over {len(comparison.points)} arms: {spearman};
+mean absolute error: {comparison.mean_absolute_error:.4f}. The class effects were measured within sources of
+{comparison.subset_size} of {comparison.num_classes} classes and are applied to sources of nearly
+{comparison.num_classes} classes, so the predictions extrapolate beyond what the study measured.</p>
+{figure}
+{_table(["arm", "measured change ± SE", "predicted change ± SE", "predicted − measured"], rows)}"""
+
+
+def _projection_html(actions: ActionSections) -> str:
+    title = "<h2>Projection: where the most positive source classes act (§4.1, Figures 4–5)</h2>"
+    if not actions.projections:
+        return title + "<p>No source class to project.</p>"
+    parts = [
+        f"<h3>Source class {html.escape(_label(p.source_class))} (overall influence {value:+.4f})</h3>{_img(path)}"
+        for p, value, path in actions.projections
+    ]
+    return title + (
+        f"<p>The {len(actions.projections)} source classes with the most positive overall influence, each beside the "
+        "target test images it influences most positively (top row of targets) and most negatively (bottom row). "
+        "Any other class: <code>transfer-influence project STUDY_DIR --source-class C</code>.</p>" + "".join(parts)
+    )
+
+
+def _explanations_html(actions: ActionSections) -> str:
+    title = "<h2>Mistakes: the source classes behind the most often mispredicted images (§4.2, Figure 6)</h2>"
+    if not actions.explanations:
+        return title + "<p>No target image to explain.</p>"
+    rows = [
+        [
+            e.target_id, _label(e.true_label), f"{e.accuracy:.0%}", f"{e.mean_p_true:.3f}",
+            "; ".join(f"{_label(s.name)} {s.influence:+.4f} [{s.ci95_low:+.4f}, {s.ci95_high:+.4f}]" for s in e.suspects)
+            or "none with negative influence",
+        ]
+        for e in actions.explanations
+    ]
+    figure = _img(actions.explanations_figure) if actions.explanations_figure is not None else ""
+    return title + f"""<p>The {len(actions.explanations)} target images the study's models get right least often, each with
+its most negative source classes (influence with 95% interval) — the first suspects for the mistake. Other images:
+<code>transfer-influence explain STUDY_DIR --target ID</code>.</p>
+{figure}
+{_table(["target", "true label", "right in (models)", "mean p_true", "most negative source classes"], rows)}"""
+
+
+def _actions_html(actions: ActionSections) -> str:
+    return "\n".join([
+        _counterfactual_html(actions), _whatif_html(actions), _projection_html(actions), _explanations_html(actions)
+    ])

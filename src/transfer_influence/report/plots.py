@@ -300,3 +300,38 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+from ..analysis.whatif import SweepComparison  # noqa: E402
+
+
+def plot_whatif_vs_sweep(comparison: SweepComparison, path: Path) -> None:
+    """Predicted (what-if) against measured (retrained) change in target accuracy per removed set,
+    with the identity line: points below it are removals the datamodel thinks cost more than they do."""
+    fig, ax = plt.subplots(figsize=(5.4, 4.6))
+    colours = {"top": "#2b8cbe", "bottom": "#e34a33", "significant": "#984ea3", "hand_picked": "#4daf4a"}
+    for selection in dict.fromkeys(p.selection for p in comparison.points):
+        points = [p for p in comparison.points if p.selection == selection]
+        xerr = [p.measured_se if p.measured_se is not None and np.isfinite(p.measured_se) else 0.0 for p in points]
+        ax.errorbar([p.measured for p in points], [p.predicted for p in points], xerr=xerr,
+                    yerr=[p.predicted_stderr for p in points], fmt="o", capsize=2,
+                    color=colours.get(selection, "#555555"), label=f"remove {selection}")
+        for p in points:
+            ax.annotate(str(p.k), (p.measured, p.predicted), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    values = [v for p in comparison.points for v in (p.measured, p.predicted)] + [0.0]
+    pad = 0.1 * (max(values) - min(values) or 0.01)
+    limits = (min(values) - pad, max(values) + pad)
+    ax.plot(limits, limits, color="grey", linewidth=1, linestyle="--", label="identity")
+    ax.axhline(0, color="black", linewidth=0.4)
+    ax.axvline(0, color="black", linewidth=0.4)
+    ax.set_xlim(*limits)
+    ax.set_ylim(*limits)
+    ax.set_xlabel("measured change in accuracy (retrained, ± paired SE)")
+    ax.set_ylabel(f"predicted change (what-if, {comparison.scaling}, ± SE)")
+    spearman = "n/a" if not np.isfinite(comparison.spearman) else f"{comparison.spearman:.2f}"
+    ax.set_title(f"What-if vs retraining: Spearman {spearman}, MAE {comparison.mean_absolute_error:.3f}\n"
+                 "(labels: k classes removed)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
