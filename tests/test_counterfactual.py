@@ -173,3 +173,23 @@ def test_named_runs_keep_study_run_ids() -> None:
     mask = np.ones(3, dtype=bool)
     assert RunSpec("subset", 7, mask, 1).run_id == "subset-000007"
     assert RunSpec("retrain", 7, mask, 1, name="minus000-x-r007").run_id == "retrain-minus000-x-r007"
+
+
+def test_plot_reaches_the_significance_rules_k(tmp_path, monkeypatch) -> None:
+    """The significant arm's k can exceed every swept k (29 on the demo, beyond k = 20): the
+    x axis must still show it."""
+    from types import SimpleNamespace
+
+    import matplotlib.figure
+
+    from transfer_influence.analysis.counterfactual import Arm, ArmResult
+    from transfer_influence.report.plots import plot_counterfactual
+
+    def arm(selection: str, k: int) -> ArmResult:
+        return ArmResult(Arm(selection, k, ((0,),)), np.array([0.9, 0.91]), None if k == 0 else np.zeros(2))
+
+    arms = [arm("full", 0)] + [arm(s, k) for s in ("top", "bottom", "random") for k in (5, 10)] + [arm("significant", 29)]
+    seen = {}
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **kw: seen.update(xlim=fig.axes[0].get_xlim()))
+    plot_counterfactual(SimpleNamespace(full=arms[0], arms=arms), tmp_path / "cf.png")
+    assert seen["xlim"][0] < 5 and seen["xlim"][1] > 29

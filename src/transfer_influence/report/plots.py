@@ -272,7 +272,9 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     full = result.full
     ks = sorted({a.arm.k for a in result.arms if a.arm.selection in ("top", "bottom", "random")})
-    span = (min(ks, default=0) - 0.5, max(ks, default=1) + 0.5)
+    # The significance rule's k is whatever the test selects: the axis must reach it too.
+    every_k = ks + [a.arm.k for a in result.arms if a.arm.selection == "significant" and a.arm.k > 0]
+    span = (min(every_k, default=0) - 0.5, max(every_k, default=1) + 0.5)
     ax.axhspan(full.mean - full.std, full.mean + full.std, color="grey", alpha=0.2, linewidth=0)
     ax.axhline(full.mean, color="grey", linewidth=1, label=f"full source ({full.mean:.3f} ± {full.std:.3f})")
     styles = {
@@ -287,7 +289,7 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
         if arms:
             ax.errorbar([a.arm.k + side * dodge for a in arms], [a.mean for a in arms], yerr=[a.std for a in arms],
                         fmt="o-", color=colour, capsize=3, label=label)
-    ax.set_xticks(ks)
+    ax.set_xticks(sorted(set(every_k)))
     for a in result.arms:
         if a.arm.selection == "significant" and a.arm.k > 0:
             ax.errorbar([a.arm.k], [a.mean], yerr=[a.std], fmt="D", color="#984ea3", capsize=3,
