@@ -218,7 +218,7 @@ def test_registry_loads_by_name_and_lists_names_on_error(tmp_path: Path) -> None
     for name in ("glyphs", "mnist5k", "digits", "fashion_mnist", "cifar10", "cifar100", "image_folder"):
         assert name in str(info.value)
     assert set(data_pkg.DATASET_NAMES) == {
-        "glyphs", "mnist5k", "digits", "fashion_mnist", "cifar10", "cifar100", "image_folder"
+        "glyphs", "scrambled_glyphs", "mnist5k", "digits", "fashion_mnist", "cifar10", "cifar100", "image_folder"
     }
 
 

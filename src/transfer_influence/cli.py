@@ -114,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the embedded default study (glyphs + clothing → MNIST digits) and its report")
     demo.add_argument("--out", type=Path, default=Path("demo-study"))
     demo.add_argument("--config", type=Path, help="use this config instead of the packaged demo")
+    demo.add_argument("--variant", choices=["harm"], help="harm: the packaged demo plus 20 junk classes of digit "
+                      "glyphs with scrambled labels, a planted harm to recover (configs/demo_harm.yaml)")
     _add_run_options(demo)
 
     cf = sub.add_parser("counterfactual", help="retrain without the most positive / negative / random k classes "
@@ -379,7 +381,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline.run import run_study
     from .report.build import build_report
 
-    config = _apply_overrides(load_config(args.config or packaged_config("demo")), args)
+    if args.config and args.variant:
+        raise InputError("demo: give either --config or --variant, not both")
+    packaged = packaged_config("demo_harm" if args.variant == "harm" else "demo")
+    config = _apply_overrides(load_config(args.config or packaged), args)
     started = time.perf_counter()
     run = run_study(config, args.out, progress=not args.quiet)
     report_started = time.perf_counter()

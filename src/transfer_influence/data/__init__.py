@@ -18,6 +18,7 @@ from transfer_influence.data.splits import TargetSplit, few_shot_split
 # Registry name → (module, loader function), imported only when that dataset is loaded.
 _LOADERS: dict[str, tuple[str, str]] = {
     "glyphs": ("glyphs", "load_glyphs"),
+    "scrambled_glyphs": ("scrambled", "load_scrambled_glyphs"),
     "mnist5k": ("loaders", "load_mnist5k"),
     "digits": ("loaders", "load_digits28"),
     "fashion_mnist": ("loaders", "load_fashion_mnist"),
@@ -46,6 +47,7 @@ def load_dataset(name: str, /, **options: Any) -> ImageDataset:
     ``name`` is positional-only so that a loader's own ``name`` option (image_folder) passes through.
 
     glyphs -> :func:`~transfer_influence.data.glyphs.load_glyphs`,
+    scrambled_glyphs -> :func:`~transfer_influence.data.scrambled.load_scrambled_glyphs`,
     mnist5k / digits / fashion_mnist -> :mod:`transfer_influence.data.loaders`,
     cifar10 / cifar100 / image_folder -> :mod:`transfer_influence.data.formats`.
     """
