@@ -333,7 +333,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
         grouping = project_target_class(influence, results.target_labels, results.target_class_names, args.target_class)
         stem = out / f"target_{file_stem(args.target_class)}_{kind}_{estimator}"
         write_target_projection_csv(grouping, stem.with_suffix(".csv"))
-        plot_target_projection(grouping, images, class_thumbnails(args.study), stem.with_suffix(".png"), args.top)
+        plot_target_projection(grouping, images, class_thumbnails(images), stem.with_suffix(".png"), args.top)
         print(f"images of target class {args.target_class!r} by their most positive source class:")
         for group in grouping.groups:
             print(f"  {group.source_class:>14}: {len(group.members)} images")

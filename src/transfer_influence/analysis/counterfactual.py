@@ -38,7 +38,7 @@ from ..study.atomic import atomic_write_text
 from ..study.config import StudyConfig
 from ..study.design import RunSpec
 from ..study.outputs import OUTPUT_KINDS
-from ..study.results import StudyResults, open_study
+from ..study.results import StudyResults, load_target_views, open_study
 from ..study.store import StudyStore
 
 SWEEP_DIR = "counterfactual"
@@ -325,18 +325,12 @@ def run_counterfactual(
     ks = sorted(set(ks)) if ks is not None else default_ks(len(class_names))
     _check_request(ks, repeats, len(class_names))
     config = store.config
-    selection = split_targets(target_test_labels(store), config.seed)
+    selection = split_targets(load_target_views(store)["labels"], config.seed)
     ranking = build_ranking(store, selection, Path(ranking_from) if ranking_from else None, kind, estimator)
     seeds = retrain_seeds(config.seed, repeats)
     arms = plan_arms(ranking, ks, repeats, config.seed)
     sweep = retrain_arms(store, arms, seeds, ~selection, sweep_config(config, serial, workers), progress, stream)
     return CounterfactualResult(sweep.store.path, class_names, ranking, sweep.arms, seeds, selection, sweep.executed)
-
-
-def target_test_labels(store: StudyStore) -> np.ndarray:
-    """The study's target test labels, read from its data views (no run needs to be finished)."""
-    with np.load(store.data_path, allow_pickle=False) as archive:
-        return archive["target_test__labels"].astype(np.int64)
 
 
 def sweep_config(config: StudyConfig, serial: bool, workers: int | None) -> StudyConfig:

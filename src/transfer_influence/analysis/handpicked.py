@@ -26,6 +26,7 @@ import yaml
 from ..errors import InputError
 from ..execute import RunSummary
 from ..study.atomic import atomic_write_text
+from ..study.results import load_target_views
 from ..study.store import StudyStore, study_lock
 from .counterfactual import (
     DEFAULT_REPEATS,
@@ -36,7 +37,6 @@ from .counterfactual import (
     retrain_seeds,
     split_targets,
     sweep_config,
-    target_test_labels,
 )
 from .lookalikes import DIGIT_LOOKALIKES
 
@@ -157,11 +157,6 @@ def _source_datasets(store: StudyStore) -> list[str]:
     return [component["dataset"] for component in store.metadata["config"]["source"]["components"]]
 
 
-def _target_class_names(store: StudyStore) -> tuple[str, ...]:
-    with np.load(store.data_path, allow_pickle=False) as archive:
-        return tuple(str(c) for c in archive["target_test__classes"])
-
-
 def run_handpicked(
     study_dir: str | Path,
     mapping: str | Path | None = None,
@@ -179,7 +174,8 @@ def run_handpicked(
     if repeats < 2:
         raise InputError(f"--repeats {repeats}: paired standard errors need at least 2 seeds (the paper uses 10)")
     class_names = tuple(store.metadata["class_names"])
-    targets = _target_class_names(store)
+    views = load_target_views(store)
+    targets = tuple(views["classes"].tolist())
     if mapping is not None:
         relation = relation_from_file(Path(mapping), targets, class_names)
     else:
@@ -187,7 +183,7 @@ def run_handpicked(
     kept = kept_classes(relation, class_names)
     removed = tuple(i for i in range(len(class_names)) if i not in set(kept))
     config = store.config
-    scoring = ~split_targets(target_test_labels(store), config.seed)
+    scoring = ~split_targets(views["labels"], config.seed)
     seeds = retrain_seeds(config.seed, repeats)
     arms = [Arm("full", 0, ((),) * repeats), Arm(SELECTION, len(removed), (removed,) * repeats)]
     sweep = retrain_arms(store, arms, seeds, scoring, sweep_config(config, serial, workers), progress, stream)

@@ -12,13 +12,12 @@ from ..analysis.convergence import Diagnostics, diagnose
 from ..analysis.counterfactual import SWEEP_DIR
 from ..analysis.debugging import explain_targets, most_mispredicted
 from ..analysis.lookalikes import LookalikeCheck, lookalike_check
-from ..analysis.projection import load_study_images, project_source_class
+from ..analysis.projection import StudyImages, load_study_images, project_source_class
 from ..analysis.rankings import example_influence, overall_influence, per_target_class_influence, ranked
 from ..analysis.whatif import compare_with_sweep, read_sweep_summary
 from ..errors import InputError
 from ..estimate import InfluenceEstimate
 from ..study.results import StudyResults, open_study
-from ..study.store import DATA_FILE
 from .page import ActionSections, render_page
 from .plots import (
     plot_baselines, plot_bootstrap_and_knockoffs, plot_explanations, plot_overall, plot_per_target_class,
@@ -34,15 +33,11 @@ EXPLAINED_TARGETS = 3
 """Most often mispredicted target images explained in the mistakes section."""
 
 
-def class_thumbnails(study_dir: Path) -> dict[str, np.ndarray]:
+def class_thumbnails(images: StudyImages) -> dict[str, np.ndarray]:
     """One representative image per source class: the training example nearest the class mean."""
-    with np.load(study_dir / DATA_FILE, allow_pickle=False) as archive:
-        images = archive["source_train__images"]
-        labels = archive["source_train__labels"]
-        names = [str(c) for c in archive["source_train__classes"]]
     thumbs: dict[str, np.ndarray] = {}
-    for k, name in enumerate(names):
-        members = images[labels == k].astype(np.float32)
+    for k, name in enumerate(images.source_classes):
+        members = images.source_images[images.source_labels == k].astype(np.float32)
         if not len(members):
             continue
         centre = members.mean(axis=0)
@@ -88,7 +83,8 @@ def build_report(
     overall = overall_influence(results, kind, estimator)
     per_class = per_target_class_influence(results, kind, estimator)
     baselines = baseline_summary(results)
-    thumbs = class_thumbnails(study_dir)
+    images = load_study_images(study_dir)  # read once: thumbnails, projections and mistakes share it
+    thumbs = class_thumbnails(images)
     plot_overall(overall, thumbs, top_k, out / "overall_influence.png")
     plot_per_target_class(per_class, thumbs, per_class_k, out / "per_target_class.png")
     plot_baselines(baselines, out / "baselines.png")
@@ -102,7 +98,7 @@ def build_report(
         diag.save(out / "diagnostics.json")
         plot_reliability(diag, kind, out / "reliability.png")
         plot_bootstrap_and_knockoffs(diag, out / "bootstrap_knockoffs.png")
-    sections = action_sections(results, study_dir, out, overall, kind, estimator) if actions else None
+    sections = action_sections(results, images, study_dir, out, overall, kind, estimator) if actions else None
     html_path = out / "report.html"
     html_path.write_text(
         render_page(results, overall, per_class, baselines, lookalikes, diag, out, per_class_k, sections)
@@ -111,14 +107,19 @@ def build_report(
 
 
 def action_sections(
-    results: StudyResults, study_dir: Path, out: Path, overall: InfluenceEstimate, kind: str, estimator: str
+    results: StudyResults,
+    images: StudyImages,
+    study_dir: Path,
+    out: Path,
+    overall: InfluenceEstimate,
+    kind: str,
+    estimator: str,
 ) -> ActionSections:
     """Read a finished counterfactual sweep if there is one, compare it with the what-if
     predictions, and draw projections and explained mistakes: seconds, and nothing is retrained."""
     sweep_dir = study_dir / SWEEP_DIR
     sections = _counterfactual_part(results, sweep_dir, out)
     example = example_influence(results, kind, estimator)
-    images = load_study_images(study_dir)
     for entry in ranked(overall, 0)[:PROJECTED_CLASSES]:
         projection = project_source_class(example, results.target_labels, results.target_class_names, entry.name)
         figure = out / f"projection_{file_stem(entry.name)}.png"

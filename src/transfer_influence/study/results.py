@@ -21,7 +21,9 @@ from .store import CONSOLIDATED_DIR, StudyStore, consolidation_lock
 from .outputs import OUTPUT_KINDS
 
 
-def _load_targets(store: StudyStore) -> dict[str, np.ndarray]:
+def load_target_views(store: StudyStore) -> dict[str, np.ndarray]:
+    """Target test labels, ids and class names and the source class names, from the study's data
+    views: what reading a study needs without any finished run."""
     with np.load(store.data_path, allow_pickle=False) as archive:
         return {
             "labels": archive["target_test__labels"].astype(np.int64),
@@ -83,7 +85,7 @@ def _remove_leftovers(out: Path) -> None:
 
 
 def _consolidate_locked(store: StudyStore, out: Path) -> None:
-    targets = _load_targets(store)
+    targets = load_target_views(store)
     layout = _array_layout(len(targets["source_classes"]), len(targets["labels"]))
     finished = store.finished_subset_indices()
     needed = finished[-1] + 1 if finished else 0
@@ -272,7 +274,7 @@ def _read_results(store: StudyStore) -> StudyResults:
     grows arrays by copying, so every row the flags mark is in the arrays read after them.
     """
     out = store.path / CONSOLIDATED_DIR
-    targets = _load_targets(store)
+    targets = load_target_views(store)
     layout = _array_layout(len(targets["source_classes"]), len(targets["labels"]))
     flags = _load_flags(out)
     stored = _consolidated_arrays(out, layout)
