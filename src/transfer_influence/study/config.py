@@ -83,10 +83,19 @@ class DesignConfig(_Strict):
         return self
 
 
+UNUSED_BY_ARCH: dict[str, tuple[str, ...]] = {"small_cnn": ("hidden_dim",), "mlp": ("channels",)}
+"""Model settings an architecture ignores: left out of ``results_key``, so that they cannot make two
+identical studies look foreign (and a setting added for one architecture leaves the keys of studies
+of the others as they were)."""
+
+
 class ModelConfig(_Strict):
-    arch: Literal["small_cnn"] = "small_cnn"
+    arch: Literal["small_cnn", "mlp"] = "small_cnn"
     channels: tuple[int, int, int] = (16, 32, 16)
+    """small_cnn: the three convolution widths."""
     feature_dim: int = Field(default=128, ge=2)
+    hidden_dim: int = Field(default=256, ge=2)
+    """mlp: width of its first dense layer."""
 
 
 class TrainConfig(_Strict):
@@ -180,6 +189,8 @@ class StudyConfig(_Strict):
         them. Without them the key compares two configs' own settings.
         """
         payload = self.model_dump(mode="json", exclude=NOT_RESULTS)
+        for unused in UNUSED_BY_ARCH[self.model.arch]:
+            payload["model"].pop(unused)
         if numerics is not None:
             payload["numerics"] = numerics
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -14,7 +14,20 @@ from torch import nn
 from ..errors import InputError
 
 
-class SmallCNN(nn.Module):
+class TransferModel(nn.Module):
+    """A backbone (``embed``: images → feature vector) and a linear ``head`` on its features."""
+
+    head: nn.Linear
+    feature_dim: int
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+class SmallCNN(TransferModel):
     """Three 3×3 conv blocks and one dense feature layer, sized for 28×28 grey images.
 
     The first two blocks pool *before* BatchNorm and ReLU (conv → max-pool → BN → ReLU), so that
@@ -50,8 +63,32 @@ class SmallCNN(nn.Module):
         """The backbone's feature vector: what fixed-feature transfer trains a new head on."""
         return self.features(self.backbone_convs(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x))
+
+class MLP(TransferModel):
+    """Two dense layers on the flattened image: a backbone with no convolution at all.
+
+    It exists for the paper's cross-architecture check (App. E.5.2): are class influences measured
+    with one architecture the ones to act on when the source model is another? An MLP shares no
+    inductive bias with the CNN (no locality, no weight sharing), so agreement is not built in.
+    """
+
+    def __init__(
+        self, num_classes: int, in_channels: int = 1, image_size: int = 28, hidden_dim: int = 256, feature_dim: int = 128
+    ) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_channels * image_size * image_size, hidden_dim, bias=False),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, feature_dim),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.feature_dim = feature_dim
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
 
 
 def _conv_block(cin: int, cout: int, pool: bool) -> nn.Sequential:
@@ -69,7 +106,10 @@ def build_model(
     image_size: int,
     channels: Sequence[int],
     feature_dim: int,
-) -> SmallCNN:
-    if arch != "small_cnn":
-        raise InputError(f"unknown model.arch {arch!r}; available: 'small_cnn'")
-    return SmallCNN(num_classes, in_channels, image_size, channels, feature_dim)
+    hidden_dim: int = 256,
+) -> TransferModel:
+    if arch == "small_cnn":
+        return SmallCNN(num_classes, in_channels, image_size, channels, feature_dim)
+    if arch == "mlp":
+        return MLP(num_classes, in_channels, image_size, hidden_dim, feature_dim)
+    raise InputError(f"unknown model.arch {arch!r}; available: 'small_cnn', 'mlp'")
