@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer_influence.analysis.counterfactual import SWEEP_DIR, run_counterfactual, split_targets
+from transfer_influence.analysis.counterfactual import SWEEP_DIR, run_counterfactual, split_targets, write_counterfactual
 from transfer_influence.cli import EXIT_USAGE, main
 from transfer_influence.errors import InputError, StudyMismatchError
 from transfer_influence.execute import run_sweep
@@ -193,3 +193,108 @@ def test_plot_reaches_the_significance_rules_k(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **kw: seen.update(xlim=fig.axes[0].get_xlim()))
     plot_counterfactual(SimpleNamespace(full=arms[0], arms=arms), tmp_path / "cf.png")
     assert seen["xlim"][0] < 5 and seen["xlim"][1] > 29
+
+
+def test_whatif_arm_removes_the_k_the_prediction_picks(tmp_path: Path) -> None:
+    """With an all-source baseline the what-if rule joins the arms: the most negative classes of the
+    ranking, as many as its curve (on the selection half) predicts best; its k and curve are recorded."""
+    from transfer_influence.analysis.whatif import removal_curve
+    from transfer_influence.study.results import open_study
+
+    path = tmp_path / "study"
+    run_study(parse_config(tiny_config_dict(num_models=12, **{"baselines.repeats": 2})), path, progress=False)
+    result = run_counterfactual(path, [2], 2, serial=True, progress=False)
+    write_counterfactual(result)
+    curve = result.ranking.whatif
+    assert curve is not None
+    results = open_study(path)
+    expected = removal_curve(results, np.argsort(result.ranking.values, kind="stable"), np.flatnonzero(result.selection))
+    np.testing.assert_allclose(curve.predicted, expected.predicted)
+    arms = {a.arm.selection: a.arm for a in result.arms}
+    if curve.best_k == 0:
+        assert "whatif" not in arms
+    else:
+        assert arms["whatif"].removed[0] == tuple(sorted(curve.order[: curve.best_k]))
+    removed = json.loads((path / SWEEP_DIR / "removed.json").read_text())
+    assert removed["whatif_rule"]["chosen_k"] == curve.best_k
+    assert len(removed["whatif_rule"]["predicted_accuracy_by_k"]) == len(curve.predicted)
+
+
+def test_whatif_arm_is_planned_only_when_a_removal_is_predicted_to_help() -> None:
+    from transfer_influence.analysis.counterfactual import Ranking, plan_arms
+    from transfer_influence.analysis.whatif import RemovalCurve
+
+    def ranking(predicted: list[float]) -> Ranking:
+        curve = RemovalCurve((3, 1, 0), np.array(predicted), np.zeros(len(predicted)), "dilution")
+        return Ranking(np.arange(4.0), np.ones(4), (), "x", "p_true", "ridge", 10, True, curve)
+
+    arms = {a.selection: a for a in plan_arms(ranking([0.90, 0.91, 0.93, 0.92]), [1], 2, 0)}
+    assert arms["whatif"].k == 2 and arms["whatif"].removed == ((1, 3), (1, 3))
+    assert "whatif" not in {a.selection for a in plan_arms(ranking([0.90, 0.89, 0.88, 0.80]), [1], 2, 0)}
+
+
+def test_a_ranking_from_another_study_writes_its_own_folder(study: Path, tmp_path: Path) -> None:
+    """Another study's ranking leaves the study's own summary as it was and shares the retrains."""
+    other = tmp_path / "other-study"
+    run_study(parse_config(tiny_config_dict(seed=5, **{"baselines.repeats": 0})), other, progress=False)
+    own = (study / SWEEP_DIR / "summary.csv").read_text()
+    assert main(["counterfactual", str(study), *ARGS, "--ranking-from", str(other)]) == 0
+    assert (study / SWEEP_DIR / "summary.csv").read_text() == own
+    folder = study / SWEEP_DIR / "from-other-study"
+    rows = list(csv.DictReader(open(folder / "summary.csv")))
+    removed = json.loads((folder / "removed.json").read_text())
+    assert removed["ranking"]["from"] == str(other) and (folder / "counterfactual.png").stat().st_size > 0
+    assert rows[0]["selection"] == "full" and rows[0]["mean"] == _summary(study)[0]["mean"]
+
+
+def test_compare_rankings_pairs_arms_seed_by_seed(study: Path, tmp_path: Path, capsys) -> None:
+    """The comparison table against the per-seed accuracies read from the retrain files."""
+    from transfer_influence.analysis.ranking_comparison import read_ranking_sweeps
+
+    other = tmp_path / "second"
+    run_study(parse_config(tiny_config_dict(seed=7, **{"baselines.repeats": 0})), other, progress=False)
+    assert main(["counterfactual", str(study), *ARGS]) == 0  # rewrites removed.json with per-seed accuracies
+    assert main(["counterfactual", str(study), *ARGS, "--ranking-from", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["compare-rankings", str(study)]) == 0
+    assert "table:" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(study / SWEEP_DIR / "rankings_compared.csv")))
+    names = list(TINY_GLYPHS)
+    selection = split_targets(_target_labels(study), seed=24)
+    runs = _runs(study)
+
+    def one(removed_names: list[str], repeat: int) -> float:
+        mask = np.array([n not in removed_names for n in names])
+        [correct] = [c for m, r, c, _ in runs if r == repeat and np.array_equal(m, mask)]
+        return float(correct[~selection].mean())
+
+    def accuracy(removed_names: list[str]) -> np.ndarray:
+        return np.array([one(removed_names, repeat) for repeat in range(2)])
+
+    arms = {}
+    for label in {r["ranking"] for r in rows}:
+        folder = study / SWEEP_DIR / ("" if label == "own" else label)
+        removed = json.loads((folder / "removed.json").read_text())
+        arms[label] = {(a["selection"], a["k"]): a for a in removed["arms"]}
+    full = accuracy([])
+    random2 = np.array([one(arms["own"][("random", 2)]["removed_per_seed"][r], r) for r in range(2)])
+    for row in rows:
+        arm = arms[row["ranking"]][(row["selection"], int(row["k"]))]
+        ours = accuracy(arm["removed"])
+        d = ours - full
+        assert float(row["diff_vs_full"]) == pytest.approx(d.mean(), abs=1e-6)
+        assert float(row["diff_vs_full_se"]) == pytest.approx(d.std(ddof=1) / np.sqrt(2), abs=1e-6)
+        if row["selection"] == "top":
+            assert float(row["random_minus_top"]) == pytest.approx((random2 - ours).mean(), abs=1e-6)
+        if row["selection"] == "bottom" and row["ranking"] != "own":
+            first = accuracy(arms["own"][("bottom", 2)]["removed"])
+            assert float(row["bottom_minus_first_ranking_bottom"]) == pytest.approx((ours - first).mean(), abs=1e-6)
+    labels = [s.label for s in read_ranking_sweeps(study)]
+    assert labels[0] == "own" and "from-second" in labels and {r["ranking"] for r in rows} == set(labels)
+
+
+def test_compare_rankings_needs_a_sweep(tmp_path: Path) -> None:
+    from transfer_influence.analysis.ranking_comparison import read_ranking_sweeps
+
+    with pytest.raises(InputError, match="no counterfactual sweep"):
+        read_ranking_sweeps(tmp_path)

@@ -109,3 +109,34 @@ def test_whatif_command_prints_every_column(study: Path, capsys) -> None:
     assert "without A, 0" in out and "all targets" in out and "extrapolates" in out
     assert len([line for line in out.splitlines() if "[" in line]) == 11
     assert main(["whatif", str(study), "--remove", "Z"]) == 2
+
+
+def test_removal_curve_is_the_what_if_of_each_prefix(study: Path) -> None:
+    from transfer_influence.analysis.whatif import removal_curve
+
+    results = open_study(study)
+    order = [results.class_names.index(c) for c in ("B", "0", "E", "1", "A")]
+    curve = removal_curve(results, order, ridge=0.0)
+    assert len(curve.predicted) == 1 + (8 - 4)  # k stops where the source is as small as the subsets (4)
+    for k in range(1, len(curve.predicted)):
+        single = what_if_removed(results, [results.class_names[c] for c in order[:k]], ridge=0.0)
+        assert curve.predicted[k] == pytest.approx(single.predicted[0], abs=1e-9)
+        assert curve.predicted_stderr[k] == pytest.approx(single.predicted_stderr[0], abs=1e-9)
+    assert curve.predicted[0] == pytest.approx(single.full_accuracy[0])
+    assert curve.best_k == int(np.argmax(curve.predicted))
+    assert curve.predicted_gain == pytest.approx(curve.predicted.max() - curve.predicted[0])
+
+
+def test_removal_curve_on_some_targets_uses_only_their_accuracy(study: Path) -> None:
+    from transfer_influence.analysis.whatif import removal_curve
+
+    results = open_study(study)
+    columns = np.arange(0, results.target_labels.size, 3)
+    curve = removal_curve(results, [0, 1], columns, ridge=0.0, scaling="none")
+    correct = np.asarray(results.outputs("correct"), dtype=np.float64)[:, columns].mean(axis=1, keepdims=True)
+    store = StudyStore.open(study)
+    full = np.mean([store.read_run_output(r, "correct")[columns].mean() for r in ("all_source-000000", "all_source-000001")])
+    beta = datamodel_influence(results.masks, correct, ridge=0.0, blocks=results.blocks).values[:, 0]
+    q = np.array([1, 2]) / 4
+    expected = (1 - q) * full + q * correct.mean() - np.cumsum(beta[[0, 1]])
+    np.testing.assert_allclose(curve.predicted, [full, *expected], atol=1e-6)

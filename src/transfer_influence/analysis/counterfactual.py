@@ -7,14 +7,18 @@ halves (seeded, stratified by target class); classes are ranked by overall influ
 on the images that chose the classes would reward the ranking for fitting their noise.
 
 Arms: the full source; for each k, the k most positive (``top``), the k most negative (``bottom``)
-and k random classes (``random``, a fresh draw per seed) removed; and ``significant``: the classes
-whose influence is negative under Benjamini–Hochberg at FDR 0.1. Every arm is retrained with the
+and k random classes (``random``, a fresh draw per seed) removed; ``significant``: the classes
+whose influence is negative under Benjamini–Hochberg at FDR 0.1; and ``whatif``: the most negative
+classes, as many as the ranking study's what-if predictions (its linear datamodel, on the selection
+half) say maximise accuracy — no arm when they predict no removal beats the full source. Every arm is retrained with the
 same R seeds, so arms are compared *paired*: seed noise shared by two arms cancels from the
 per-seed differences, whose standard error (sd / √R) says whether a gain is real.
 
 Every retrain is a run of a sweep store in ``STUDY/counterfactual/`` (see ``execute.sweep``), named
 by the classes it removes and its seed: arms that remove the same set share runs, and a sweep that
-is run again trains only what is missing.
+is run again trains only what is missing. A ranking taken from another study (``ranking_from``)
+writes its summary to ``STUDY/counterfactual/from-<that study's folder name>/``, beside the study's
+own in ``STUDY/counterfactual/``: the retrains (full source and random arms included) are shared.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ..study.design import RunSpec
 from ..study.outputs import OUTPUT_KINDS
 from ..study.results import StudyResults, load_target_views, open_study
 from ..study.store import StudyStore
+from .whatif import RemovalCurve, removal_curve
 
 SWEEP_DIR = "counterfactual"
 DEFAULT_KS = (5, 10, 15, 20, 30, 40, 50)
@@ -48,9 +53,9 @@ DEFAULT_REPEATS = 10
 """Seeds per arm, the paper's R."""
 SIGNIFICANCE_FDR = 0.1
 MIN_RANKING_MODELS = 3
-SELECTIONS = ("full", "top", "bottom", "random", "significant")
+SELECTIONS = ("full", "top", "bottom", "random", "significant", "whatif")
 SUMMARY_COLUMNS = ("selection", "k", "mean", "std", "n", "diff_vs_full", "diff_se", "beats_full_2se")
-RECOMMENDABLE = ("top", "bottom", "significant")
+RECOMMENDABLE = ("top", "bottom", "significant", "whatif")
 """Arms that name one source: ``random`` removes another set for every seed, so it is a control."""
 
 # Streams derived from the study seed, distinct from the design's and from each other.
@@ -86,6 +91,10 @@ class Ranking:
     estimator: str
     num_models: int
     on_selection_half: bool
+    whatif: RemovalCurve | None = None
+    """Predicted accuracy of removing the 1, 2, … most negative classes (None: not available)."""
+    whatif_note: str = ""
+    """Why there is no what-if curve, when there is none."""
 
 
 def selection_influence(
@@ -142,6 +151,7 @@ def build_ranking(
     same_targets = results.metadata["fingerprints"].get("target_test") == store.metadata["fingerprints"]["target_test"]
     influence = selection_influence(results, np.flatnonzero(selection) if same_targets else None, kind, estimator)
     significant = {name for name, value, _ in significant_classes(influence, 0, SIGNIFICANCE_FDR) if value < 0}
+    whatif, note = _whatif_curve(results, influence.values[:, 0], np.flatnonzero(selection) if same_targets else None)
     return Ranking(
         values=influence.values[order, 0],
         stderr=influence.stderr[order, 0],
@@ -151,7 +161,23 @@ def build_ranking(
         estimator=estimator,
         num_models=results.num_models,
         on_selection_half=same_targets,
+        whatif=_in_our_order(whatif, results.class_names, ours) if whatif is not None else None,
+        whatif_note=note,
     )
+
+
+def _whatif_curve(results: StudyResults, values: np.ndarray, columns: np.ndarray | None) -> tuple[RemovalCurve | None, str]:
+    """The ranking study's what-if curve for removing its most negative classes first, or why none."""
+    if not any(r.startswith("all_source-") for r in StudyStore.open(results.path).finished_run_ids()):
+        return None, f"{results.path} has no all-source baseline run, which anchors what-if predictions"
+    return removal_curve(results, np.argsort(values, kind="stable"), columns), ""
+
+
+def _in_our_order(curve: RemovalCurve, theirs: Sequence[str], ours: Sequence[str]) -> RemovalCurve:
+    """The curve with its class order as positions in this study's class list."""
+    position = {name: i for i, name in enumerate(ours)}
+    order = tuple(position[theirs[c]] for c in curve.order)
+    return RemovalCurve(order, curve.predicted, curve.predicted_stderr, curve.scaling)
 
 
 # ---- arms and their retrains ------------------------------------------------------------------
@@ -184,6 +210,9 @@ def plan_arms(ranking: Ranking, ks: Sequence[int], repeats: int, study_seed: int
     significant = ranking.significant_negative
     if len(significant) < num_classes:  # removing every class leaves nothing to train on
         arms.append(Arm("significant", len(significant), (tuple(significant),) * repeats))
+    if ranking.whatif is not None and ranking.whatif.best_k > 0:
+        chosen = tuple(sorted(ranking.whatif.order[: ranking.whatif.best_k]))
+        arms.append(Arm("whatif", len(chosen), (chosen,) * repeats))
     return arms
 
 
@@ -262,6 +291,8 @@ def scoring_accuracy(store: StudyStore, spec: RunSpec, scoring: np.ndarray) -> f
 @dataclass
 class CounterfactualResult:
     sweep_dir: Path
+    """Where this ranking's summary, removed sets and figure are written (the sweep directory for
+    the study's own ranking, ``from-<name>/`` inside it for another study's)."""
     class_names: tuple[str, ...]
     ranking: Ranking
     arms: list[ArmResult]
@@ -330,7 +361,14 @@ def run_counterfactual(
     seeds = retrain_seeds(config.seed, repeats)
     arms = plan_arms(ranking, ks, repeats, config.seed)
     sweep = retrain_arms(store, arms, seeds, ~selection, sweep_config(config, serial, workers), progress, stream)
-    return CounterfactualResult(sweep.store.path, class_names, ranking, sweep.arms, seeds, selection, sweep.executed)
+    results_dir = sweep.store.path if ranking_from is None else sweep.store.path / ranking_dir_name(Path(ranking_from))
+    return CounterfactualResult(results_dir, class_names, ranking, sweep.arms, seeds, selection, sweep.executed)
+
+
+def ranking_dir_name(ranking_from: Path) -> str:
+    """Folder (inside the sweep directory) of the summary of a ranking taken from another study."""
+    name = ranking_from.resolve().name
+    return "from-" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
 def sweep_config(config: StudyConfig, serial: bool, workers: int | None) -> StudyConfig:
@@ -399,6 +437,7 @@ def removed_json(result: CounterfactualResult) -> str:
             entry["removed_per_seed"] = [named(r) for r in a.arm.removed]
         else:
             entry["removed"] = named(a.arm.removed[0])
+        entry["accuracy_per_seed"] = [float(v) for v in a.accuracy]
         arms.append(entry)
     r = result.ranking
     return json.dumps(
@@ -407,12 +446,27 @@ def removed_json(result: CounterfactualResult) -> str:
                 "from": r.source, "output_kind": r.kind, "estimator": r.estimator, "models": r.num_models,
                 "on_selection_half": r.on_selection_half, "significance_fdr": SIGNIFICANCE_FDR,
             },
+            "whatif_rule": _whatif_entry(r),
             "target_split": {"selection_examples": int(result.selection.sum()), "scoring_examples": int((~result.selection).sum())},
             "seeds": result.seeds,
             "arms": arms,
         },
         indent=2,
     )
+
+
+def _whatif_entry(ranking: Ranking) -> dict[str, object]:
+    curve = ranking.whatif
+    if curve is None:
+        return {"available": False, "why": ranking.whatif_note}
+    return {
+        "available": True,
+        "chosen_k": curve.best_k,
+        "predicted_gain": curve.predicted_gain,
+        "scaling": curve.scaling,
+        "predicted_accuracy_by_k": [float(v) for v in curve.predicted],
+        "predicted_stderr_by_k": [float(v) for v in curve.predicted_stderr],
+    }
 
 
 def recommended_source_text(result: CounterfactualResult) -> str:
@@ -437,6 +491,7 @@ def write_counterfactual(result: CounterfactualResult) -> dict[str, Path]:
         "removed": (result.sweep_dir / "removed.json", removed_json(result)),
         "recommended": (result.sweep_dir / "recommended_source.txt", recommended_source_text(result)),
     }
+    result.sweep_dir.mkdir(parents=True, exist_ok=True)
     for path, text in files.values():
         atomic_write_text(path, text)
     return {key: path for key, (path, _) in files.items()}

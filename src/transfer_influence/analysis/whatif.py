@@ -142,8 +142,8 @@ def _accuracy_columns(results: StudyResults, correct: np.ndarray) -> np.ndarray:
     return np.column_stack([correct.mean(axis=1), per_class])
 
 
-def _all_source_accuracy(results: StudyResults) -> tuple[np.ndarray, np.ndarray]:
-    """Mean accuracy of the all-source baseline runs per column, and the variance of that mean."""
+def _all_source_correct(results: StudyResults) -> np.ndarray:
+    """``correct`` of every all-source baseline run (runs × target examples)."""
     store = StudyStore.open(results.path)
     runs = sorted(r for r in store.finished_run_ids() if r.startswith("all_source-"))
     if not runs:
@@ -151,11 +151,82 @@ def _all_source_accuracy(results: StudyResults) -> tuple[np.ndarray, np.ndarray]
             f"{results.path} has no finished all-source baseline run, which anchors the prediction; "
             "run the study with baselines.repeats ≥ 1 (2 or more give an error for it)"
         )
-    rows = np.stack([
-        _accuracy_columns(results, store.read_run(r)[1][ACCURACY_KIND][None, :].astype(np.float64))[0] for r in runs
-    ])
-    variance = rows.var(axis=0, ddof=1) / len(runs) if len(runs) > 1 else np.zeros(rows.shape[1])
+    return np.stack([store.read_run_output(r, ACCURACY_KIND).astype(np.float64) for r in runs])
+
+
+def _mean_and_variance_of_mean(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    variance = rows.var(axis=0, ddof=1) / len(rows) if len(rows) > 1 else np.zeros(rows.shape[1])
     return rows.mean(axis=0), variance
+
+
+def _all_source_accuracy(results: StudyResults) -> tuple[np.ndarray, np.ndarray]:
+    """Mean accuracy of the all-source baseline runs per column, and the variance of that mean."""
+    return _mean_and_variance_of_mean(_accuracy_columns(results, _all_source_correct(results)))
+
+
+# ---- choosing how many classes to remove ----------------------------------------------------------
+@dataclass(frozen=True)
+class RemovalCurve:
+    """Predicted accuracy (on chosen target examples) of the full source minus the first k classes
+    of an order, for k = 0 … ``max_k``; the rule's k is the one predicted best."""
+
+    order: tuple[int, ...]
+    predicted: np.ndarray
+    """Index k: the full source minus ``order[:k]`` (k = 0 is the all-source baseline itself)."""
+    predicted_stderr: np.ndarray
+    scaling: str
+
+    @property
+    def best_k(self) -> int:
+        """0 when no removal is predicted to beat the full source."""
+        return int(np.argmax(self.predicted))
+
+    @property
+    def predicted_gain(self) -> float:
+        return float(self.predicted[self.best_k] - self.predicted[0])
+
+
+def removal_curve(
+    results: StudyResults,
+    order: Sequence[int],
+    columns: np.ndarray | None = None,
+    scaling: str = "dilution",
+    ridge: float | None = None,
+) -> RemovalCurve:
+    """What-if predictions for removing the first 1, 2, … classes of ``order`` (e.g. most negative
+    first), from one datamodel fit: the rule "pick k by the what-if prediction".
+
+    ``columns`` restricts the accuracy to some target examples (a counterfactual's selection half,
+    so that the k is not chosen on the images that score it). k stops at K − s, where the source is
+    still as large as the study's subsets: beyond it the prediction would extrapolate below the
+    smallest source the study measured."""
+    if scaling not in SCALINGS:
+        raise InputError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
+    m, num_classes = results.masks.shape
+    size = design_subset_size(results.config.design.kind, num_classes, results.config.design.alpha)
+    max_k = min(len(order), num_classes - size)
+    correct = np.asarray(results.outputs(ACCURACY_KIND), dtype=np.float64)
+    baseline = _all_source_correct(results)
+    if columns is not None:
+        correct, baseline = correct[:, columns], baseline[:, columns]
+    y = correct.mean(axis=1, keepdims=True)
+    full, full_var = _mean_and_variance_of_mean(baseline.mean(axis=1, keepdims=True))
+    contrasts = -np.tril(np.ones((max_k, max_k)))  # row k−1 removes order[:k]
+    weights = np.zeros((max_k, num_classes))
+    weights[:, list(order[:max_k])] = contrasts
+    values, errors, _ = datamodel_contrasts(results.masks, y, weights, ridge=ridge, blocks=results.blocks)
+    ks = np.arange(1, max_k + 1)
+    q = ks / (num_classes - size)
+    d = size / (num_classes - ks) if scaling == "dilution" else np.ones(max_k)
+    subsets, subsets_var = y.mean(), y.var(ddof=1) / m
+    predicted = (1 - q) * full[0] + q * subsets + d * values[:, 0]
+    stderr = np.sqrt((1 - q) ** 2 * full_var[0] + q**2 * subsets_var + (d * errors[:, 0]) ** 2)
+    return RemovalCurve(
+        tuple(int(c) for c in order[:max_k]),
+        np.concatenate([full, predicted]),
+        np.concatenate([np.sqrt(full_var), stderr]),
+        scaling,
+    )
 
 
 # ---- checked against a counterfactual sweep's retrains -------------------------------------------
