@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that hold real offline data: Fashion-MNIST and extra font faces for
-# the glyph source. Idempotent; skips quietly when apt is not available (the glyph source then uses
-# the fonts matplotlib ships, and Fashion-MNIST must be pointed to with the `root` option of the fashion_mnist dataset).
+# Installs the Debian packages that hold real offline data: Fashion-MNIST, extra font faces for
+# the glyph source, and WordNet (the hand-picked baseline's relation for sources named by WordNet
+# ids). Idempotent; skips quietly when apt is not available (the glyph source then uses
+# the fonts matplotlib ships, Fashion-MNIST must be pointed to with the `root` option of the
+# fashion_mnist dataset, and WordNet with $TRANSFER_INFLUENCE_WORDNET).
 set -u
-packages=(dataset-fashion-mnist
+packages=(dataset-fashion-mnist wordnet-base
   fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf fonts-croscore
   fonts-crosextra-carlito fonts-crosextra-caladea fonts-lato fonts-open-sans fonts-roboto-unhinted
   fonts-texgyre fonts-cantarell fonts-cabin fonts-quicksand fonts-ebgaramond fonts-linuxlibertine

@@ -3,8 +3,9 @@ related to the target classes, retrain, and compare with the full source.
 
 It is the choice a user makes without influences, so it is the bar a removal guided by influences
 should clear. The relation comes from a mapping file (YAML: target class name → list of source
-class names) or, for glyph sources with digit targets (the demo), from the shipped look-alike table
-``lookalikes.DIGIT_LOOKALIKES``.
+class names), for glyph sources with digit targets (the demo) from the shipped look-alike table
+``lookalikes.DIGIT_LOOKALIKES``, or, for sources whose classes are WordNet ids (the ImageNet
+layout), from WordNet's noun hierarchy (``analysis.wordnet``: a target's synset and its hyponyms).
 
 The retrains are the counterfactual sweep's: the same store in ``STUDY/counterfactual/``, the same
 R training seeds as its full-source arm (so the two share those runs and the comparison is paired),
@@ -39,6 +40,8 @@ from .counterfactual import (
     sweep_config,
 )
 from .lookalikes import DIGIT_LOOKALIKES
+from .relation import Relation
+from .wordnet import is_wnid, wordnet_relation
 
 SELECTION = "hand_picked"
 RESULT_FILE = "hand_picked.json"
@@ -49,19 +52,6 @@ _NAMES_SHOWN = 80
 
 
 # ---- the relation: target class → related source classes ---------------------------------------
-@dataclass(frozen=True)
-class Relation:
-    """Related source classes of each target class (only names of this study), and where from."""
-
-    related: dict[str, tuple[str, ...]]
-    origin: str
-
-    @property
-    def unmapped(self) -> list[str]:
-        """Target classes with no related source class: the kept source says nothing about them."""
-        return [target for target, sources in self.related.items() if not sources]
-
-
 def _listing(names: Sequence[str]) -> str:
     shown = ", ".join(names[:_NAMES_SHOWN])
     return shown + (f", … ({len(names) - _NAMES_SHOWN} more)" if len(names) > _NAMES_SHOWN else "")
@@ -109,16 +99,21 @@ def relation_from_file(path: Path, target_names: Sequence[str], source_names: Se
 
 
 def default_relation(source_datasets: Sequence[str], target_names: Sequence[str], source_names: Sequence[str]) -> Relation:
-    """The shipped glyph ↔ digit look-alikes, for digit targets and a glyph source; otherwise the
-    relation is the user's to give (there is no safe guess for arbitrary class names)."""
+    """The shipped glyph ↔ digit look-alikes, for digit targets and a glyph source; WordNet's
+    hierarchy when every source class is a WordNet id (a target's synset and its hyponyms);
+    otherwise the relation is the user's to give (there is no safe guess for arbitrary class names)."""
     digits = bool(target_names) and all(t in DIGIT_LOOKALIKES for t in target_names)
     present = set(source_names)
     if digits and "glyphs" in source_datasets and any(g in present for t in target_names for g in DIGIT_LOOKALIKES[t]):
         related = {t: tuple(g for g in DIGIT_LOOKALIKES[t] if g in present) for t in target_names}
         return Relation(related, "built-in digit look-alikes (analysis.lookalikes.DIGIT_LOOKALIKES)")
+    if source_names and all(is_wnid(name) for name in source_names):
+        return wordnet_relation(target_names, source_names)
     raise InputError(
-        f"no built-in relation for target classes {_listing(list(target_names))} and this source: give one with "
-        "--mapping MAPPING.yaml (target class name → list of related source class names)"
+        f"no built-in relation for target classes {_listing(list(target_names))} and this source "
+        "(built in: glyph look-alikes for digit targets, and WordNet for source classes named by WordNet "
+        "ids such as n02085620): give one with --mapping MAPPING.yaml (target class name → list of "
+        "related source class names)"
     )
 
 
