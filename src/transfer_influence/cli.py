@@ -1,4 +1,4 @@
-"""Command line: ``transfer-influence run|work|influence|diagnose|report|plan|demo|counterfactual|handpicked|whatif|project|explain``."""
+"""Command line: ``transfer-influence run|work|influence|diagnose|report|plan|demo|counterfactual|compare-rankings|handpicked|whatif|project|explain|verify``."""
 
 from __future__ import annotations
 
@@ -140,12 +140,38 @@ def _parser() -> argparse.ArgumentParser:
                         "and compare with the full source (paper App. A.4; resumable)")
     hp.add_argument("study", type=Path, help="a study directory")
     hp.add_argument("--mapping", type=Path, help="YAML: target class name → list of related source class names "
-                    "(default for digit targets and a glyph source: the built-in look-alikes)")
+                    "(default for digit targets and a glyph source: the built-in look-alikes; for source "
+                    "classes named by WordNet ids: the target's synset and its hyponyms in WordNet)")
     hp.add_argument("--repeats", type=int, default=10, help="seeds, the counterfactual's full-source ones (default 10)")
     hp.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
     hp.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     hp.add_argument("--quiet", action="store_true", help="no progress output")
+    cmp = sub.add_parser("compare-rankings", help="compare the counterfactual sweeps of a study's own ranking and "
+                         "of rankings from other studies (--ranking-from), paired seed by seed")
+    cmp.add_argument("study", type=Path, help="a study directory with counterfactual sweeps")
+    _add_verify_parser(sub)
     return parser
+
+
+def _add_verify_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    verify = sub.add_parser("verify", help="retrain with and without an image's most negative source class and count "
+                            "the labels predicted for it (paper Fig. 6 right, App. E.4; resumable)")
+    verify.add_argument("study", type=Path, help="a study directory with finished runs")
+    which = verify.add_mutually_exclusive_group(required=True)
+    which.add_argument("--target", metavar="ID", help="target test id of the image to verify")
+    which.add_argument("--summary", action="store_true",
+                       help="App. E.4: how often removing the most negative class helps the most negatively influenced images")
+    verify.add_argument("--remove", metavar="CLASS", help="with --target: the source class to remove "
+                        "(default: the image's most negative one)")
+    verify.add_argument("--pairs", type=int, help="with --summary: most negative (class, image) pairs (default 30)")
+    verify.add_argument("--classes", type=int,
+                        help="with --summary: classes retrained away, the most frequent among the pairs (default 10)")
+    verify.add_argument("--repeats", type=int, default=10, help="seeds with and without the class (default 10)")
+    verify.add_argument("--kind", help="output kind of the influences (default: the study's analysis.output_kind)")
+    verify.add_argument("--estimator", choices=["dim", "ridge"], help="default: the study's analysis.estimator")
+    verify.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
+    verify.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    verify.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _apply_overrides(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
@@ -433,6 +459,12 @@ def _cmd_counterfactual(args: argparse.Namespace) -> int:
           f"{', selection half of the target' if r.on_selection_half else ''}); scored on "
           f"{int((~result.selection).sum())} held-apart target images; {len(result.seeds)} paired seeds; "
           f"{len(result.executed)} retrains run now")
+    curve = r.whatif
+    if curve is None:
+        print(f"what-if rule: not available ({r.whatif_note})")
+    else:
+        print(f"what-if rule: removing the {curve.best_k} most negative classes is predicted best "
+              f"({curve.predicted_gain:+.4f} accuracy on the selection half; k = 0 … {len(curve.predicted) - 1} predicted)")
     print(f"{'selection':>11} {'k':>4} {'mean':>7} {'std':>7} {'n':>3} {'diff':>8} {'SE':>7}  > 2 SE")
     for a in result.arms:
         diff = "" if a.differences is None else f"{a.diff_vs_full:+8.4f} {a.diff_se:7.4f}  {'yes' if a.beats_full else 'no'}"
@@ -442,6 +474,27 @@ def _cmd_counterfactual(args: argparse.Namespace) -> int:
                                     else f"full source minus {best.arm.selection}-{best.arm.k}")
           + f" ({files['recommended']})")
     print(f"summary: {files['summary']}; figure: {result.sweep_dir / 'counterfactual.png'}")
+    return 0
+
+
+def _cmd_compare_rankings(args: argparse.Namespace) -> int:
+    from .analysis.ranking_comparison import comparison_rows, read_ranking_sweeps, write_comparison
+
+    sweeps = read_ranking_sweeps(args.study)
+    rows = comparison_rows(sweeps)
+    path = write_comparison(args.study, rows)
+
+    def pm(mean: object, se: object) -> str:
+        return "" if mean == "" else f"{float(mean):+.4f} ± {float(se):.4f}"  # type: ignore[arg-type]
+
+    print(f"{len(sweeps[0].seeds)} paired seeds; differences ± their standard error")
+    print(f"{'ranking':>22} {'models':>6} {'arm':>14} {'vs full':>18} {'random − top':>18} {'bottom − ' + sweeps[0].label:>18}")
+    for row in rows:
+        arm = f"{row['selection']}-{row['k']}"
+        print(f"{str(row['ranking']):>22} {row['models']:>6} {arm:>14} {pm(row['diff_vs_full'], row['diff_vs_full_se']):>18} "
+              f"{pm(row['random_minus_top'], row['random_minus_top_se']):>18} "
+              f"{pm(row['bottom_minus_first_ranking_bottom'], row['bottom_minus_first_ranking_bottom_se']):>18}")
+    print(f"table: {path}")
     return 0
 
 
@@ -482,6 +535,60 @@ def _cmd_handpicked(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    if args.summary and args.remove is not None:
+        raise InputError("--remove goes with --target: the summary removes each image's most negative class itself")
+    if args.target is not None and (args.pairs is not None or args.classes is not None):
+        raise InputError("--pairs and --classes go with --summary, not --target")
+    options = dict(repeats=args.repeats, kind=args.kind, estimator=args.estimator, serial=args.serial,
+                   workers=args.workers, progress=not args.quiet)
+    return _verify_target(args, options) if args.target is not None else _verify_summary(args, options)
+
+
+def _verify_target(args: argparse.Namespace, options: dict) -> int:  # type: ignore[type-arg]
+    from .analysis.verify import target_file_stem, verify_target, write_target
+    from .report.plots import plot_verification
+    from .report.tables import class_label as _label
+
+    result = verify_target(args.study, args.target, args.remove, **options)
+    files = write_target(result)
+    figure = result.sweep_dir / f"{target_file_stem(result.target_id)}.png"
+    plot_verification(result, figure)
+    how = "its most negative source class" if result.chosen else "source class"
+    print(f"{result.target_id} (true {result.true_label_name}): {result.repeats} seeds of the full source with and "
+          f"without {how} {_label(result.removed)} (influence {result.influence:+.5f}, {result.output_kind}, "
+          f"{result.estimator}); {len(result.executed)} retrains run now")
+    print(f"{'label':>14} {'with':>6} {'without':>8}")
+    for row in result.rows():
+        if row["count_with"] or row["count_without"] or row["is_true_label"]:
+            mark = " (true)" if row["is_true_label"] else ""
+            print(f"{_label(str(row['label'])):>14} {row['share_with']:>6.0%} {row['share_without']:>8.0%}{mark}")
+    print(f"correct: {result.correct_with:.0%} with, {result.correct_without:.0%} without ({result.change} without the class)")
+    print(f"table: {files['table']}; details: {files['details']}; figure: {figure}")
+    return 0
+
+
+def _verify_summary(args: argparse.Namespace, options: dict) -> int:  # type: ignore[type-arg]
+    from .analysis.verify import DEFAULT_CLASSES, DEFAULT_PAIRS, verify_summary, write_summary
+
+    pairs = DEFAULT_PAIRS if args.pairs is None else args.pairs
+    classes = DEFAULT_CLASSES if args.classes is None else args.classes
+    summary = verify_summary(args.study, pairs, classes, **options)
+    files = write_summary(summary)
+    print(f"{summary.num_models} models, {summary.output_kind}, {summary.estimator}; {len(summary.seeds)} seeds with and "
+          f"without each of {len(summary.classes)} classes ({', '.join(summary.classes)}); "
+          f"{len(summary.executed)} retrains run now")
+    print(f"{'pairs':>38} {'count':>5} {'better':>7} {'worse':>7} {'same':>7}")
+    for title, shares in (
+        (f"top {len(summary.top_pairs)} pairs with a retrained class", summary.pair_shares),
+        (f"{summary.per_class} most negative images per class", summary.class_image_shares),
+    ):
+        print(f"{title:>38} {shares.count:>5} {shares.better:>7.1%} {shares.worse:>7.1%} {shares.same:>7.1%}")
+    print("better / worse / same: predicted correctly by more / fewer / as many seeds without the class")
+    print(f"table: {files['table']}; details: {files['details']}")
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "work": _cmd_work,
@@ -493,8 +600,10 @@ COMMANDS = {
     "explain": _cmd_explain,
     "demo": _cmd_demo,
     "counterfactual": _cmd_counterfactual,
+    "compare-rankings": _cmd_compare_rankings,
     "whatif": _cmd_whatif,
     "handpicked": _cmd_handpicked,
+    "verify": _cmd_verify,
 }
 
 

@@ -56,7 +56,7 @@ def execute_one(spec: RunSpec) -> RunSummary:
         "pid": os.getpid(),
         "finished": time.time(),
     }
-    store.write_run(spec, result.outputs, record)
+    store.write_run(spec, result.outputs, record, result.predicted)
     return RunSummary(spec.run_id, result.seconds, result.source_accuracy, result.target_accuracy)
 
 

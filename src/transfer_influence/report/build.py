@@ -14,6 +14,7 @@ from ..analysis.debugging import explain_targets, most_mispredicted
 from ..analysis.lookalikes import LookalikeCheck, lookalike_check
 from ..analysis.projection import StudyImages, load_study_images, project_source_class
 from ..analysis.rankings import example_influence, overall_influence, per_target_class_influence, ranked
+from ..analysis.verify import read_verifications
 from ..analysis.whatif import compare_with_sweep, read_sweep_summary
 from ..errors import InputError
 from ..estimate import InfluenceEstimate
@@ -116,7 +117,8 @@ def action_sections(
     estimator: str,
 ) -> ActionSections:
     """Read a finished counterfactual sweep if there is one, compare it with the what-if
-    predictions, and draw projections and explained mistakes: seconds, and nothing is retrained."""
+    predictions, draw projections and explained mistakes, and read the verified mistakes written by
+    ``verify``: seconds, and nothing is retrained."""
     sweep_dir = study_dir / SWEEP_DIR
     sections = _counterfactual_part(results, sweep_dir, out)
     example = example_influence(results, kind, estimator)
@@ -130,6 +132,7 @@ def action_sections(
     sections.explanations_figure = out / "mistakes.png"
     plot_explanations(sections.explanations, images, sections.explanations_figure,
                       "Most negative source classes of the most often mispredicted target images")
+    sections.verified_targets, sections.verify_summary = read_verifications(study_dir)
     return sections
 
 

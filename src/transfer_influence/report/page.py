@@ -12,6 +12,7 @@ from ..analysis.baselines import BaselineSummary
 from ..analysis.convergence import Diagnostics
 from ..analysis.debugging import Explanation
 from ..analysis.projection import SourceProjection
+from ..analysis.verify import StoredSummary, StoredTarget
 from ..analysis.whatif import SweepArm, SweepComparison
 from ..analysis.lookalikes import LookalikeCheck
 from ..analysis.rankings import top_and_bottom
@@ -58,6 +59,10 @@ class ActionSections:
     """(projection, the class's overall influence, its figure) for the most positive classes."""
     explanations: list[Explanation] = field(default_factory=list)
     explanations_figure: Path | None = None
+    verified_targets: list[StoredTarget] = field(default_factory=list)
+    """Target images retrained with and without a class (``verify --target``), as stored."""
+    verify_summary: StoredSummary | None = None
+    """The Appendix E.4 shares (``verify --summary``), as stored; None when not run."""
 
 
 def render_page(
@@ -258,7 +263,57 @@ its most negative source classes (influence with 95% interval) — the first sus
 {_table(["target", "true label", "right in (models)", "mean p_true", "most negative source classes"], rows)}"""
 
 
+def _share(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
+def _verify_html(actions: ActionSections) -> str:
+    title = "<h2>Verified mistakes: retrained without the most negative class (§4.2 Figure 6 right, App. E.4)</h2>"
+    targets, summary = actions.verified_targets, actions.verify_summary
+    if not targets and summary is None:
+        return title + (
+            "<p>No verification yet. <code>transfer-influence verify STUDY_DIR --target ID</code> retrains the full source "
+            "with and without an image's most negative source class and counts the labels predicted for it; "
+            "<code>--summary</code> asks how often such a removal helps the most negatively influenced images. "
+            "The report then shows them here.</p>"
+        )
+    parts = [title]
+    if summary is not None:
+        details = summary.details
+        seeds = len(details["seeds"])  # type: ignore[arg-type]
+        rows = []
+        for key, label in (("top_pairs", "top pairs whose class was retrained away"),
+                           ("class_top_images", "most negatively influenced images of each retrained class")):
+            shares = details[key]["shares"]  # type: ignore[index]
+            rows.append([label, str(shares["count"]), _share(shares["better"]), _share(shares["worse"]), _share(shares["same"])])
+        classes = ", ".join(_label(str(c)) for c in details["classes"])  # type: ignore[union-attr]
+        parts.append(
+            f"<p>Each target image is paired with its most negative source class; of the "
+            f"{details['top_pairs']['requested']} pairs with the most negative influence, "  # type: ignore[index]
+            f"{details['top_pairs']['kept']} have one of the retrained classes ({html.escape(classes)}), "  # type: ignore[index]
+            f"each retrained away with {seeds} seeds. Better / worse / same: the image is predicted correctly by "
+            f"more / fewer / as many seeds once its class is removed. Table: <code>verify/summary.csv</code>.</p>"
+            + _table(["pairs", "count", "better", "worse", "same"], rows)
+        )
+    if targets:
+        rows = [
+            [
+                str(t.details["target_id"]), _label(str(t.details["true_label"])), _label(str(t.details["removed"])),
+                f"{t.details['influence']:+.4f}", _share(t.details["correct_with"]), _share(t.details["correct_without"]),
+            ]
+            for t in targets
+        ]
+        parts.append(
+            "<p>Target images retrained with and without one source class: the share of seeds predicting the true "
+            "label with and without it (tables: <code>verify/target-*.csv</code>).</p>"
+            + _table(["target", "true label", "removed class", "influence", "correct with", "correct without"], rows)
+        )
+        parts += [_img(t.figure) for t in targets if t.figure is not None]
+    return "\n".join(parts)
+
+
 def _actions_html(actions: ActionSections) -> str:
     return "\n".join([
-        _counterfactual_html(actions), _whatif_html(actions), _projection_html(actions), _explanations_html(actions)
+        _counterfactual_html(actions), _whatif_html(actions), _projection_html(actions), _explanations_html(actions),
+        _verify_html(actions),
     ])

@@ -337,3 +337,33 @@ def plot_whatif_vs_sweep(comparison: SweepComparison, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+from ..analysis.verify import TargetVerification  # noqa: E402
+
+
+def plot_verification(result: TargetVerification, path: Path) -> None:
+    """The image beside how often the retrained models predict each label for it, with and without
+    the removed class (paper Figure 6, right); the true label is marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 2.9), gridspec_kw={"width_ratios": [1, 4]})
+    _image_cell(axes[0], result.image, f"{result.target_id}\ntrue {_label(result.true_label_name)}", fontsize=7)
+    ax = axes[1]
+    labels = np.arange(len(result.target_class_names))
+    width = 0.4
+    ax.bar(labels - width / 2, result.counts_with / result.repeats, width, color="#999999",
+           label=f"full source ({result.correct_with:.0%} correct)")
+    ax.bar(labels + width / 2, result.counts_without / result.repeats, width, color="#2b8cbe",
+           label=f"without {_label(result.removed)} ({result.correct_without:.0%} correct)")
+    ax.set_xticks(labels, [_label(name) for name in result.target_class_names], fontsize=7)
+    ax.get_xticklabels()[result.true_label].set_fontweight("bold")
+    ax.get_xticklabels()[result.true_label].set_color("#2b8cbe")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"share of {result.repeats} seeds\npredicting the label", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7)
+    chosen = "its most negative source class" if result.chosen else "source class"
+    ax.set_title(f"Removing {chosen} {_label(result.removed)} (influence {result.influence:+.4f}, "
+                 f"{result.output_kind}, {result.estimator}): true label in bold", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from scipy.special import softmax
 
@@ -24,3 +26,15 @@ def output_kinds_from_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str
         "raw_margin": (true_logit - logits[rows, best_other]).astype(np.float32),
         "softmax_margin": (probs[rows, labels] - probs[rows, best_other]).astype(np.float32),
     }
+
+
+def predicted_labels(per_head_logits: Sequence[np.ndarray]) -> np.ndarray:
+    """The label a run predicts for every target test example: the argmax of the softmax
+    probabilities averaged over its heads (the ensemble the averaged outputs describe), as int16.
+
+    Stored beside the outputs rather than among them: a label is not a number to average over
+    models, so estimators never see it; it serves counting which labels a model predicts."""
+    if not per_head_logits:
+        raise ValueError("predicted labels need the logits of at least one head")
+    mean_probs = np.mean([softmax(np.asarray(logits, dtype=np.float64), axis=1) for logits in per_head_logits], axis=0)
+    return mean_probs.argmax(axis=1).astype(np.int16)

@@ -4,7 +4,9 @@ Layout::
 
     STUDY/study.json            config, results key, numerics, seed, versions, git commit, data fingerprints
     STUDY/data.npz              the dataset views every worker trains on
-    STUDY/runs/<run_id>.npz     one file per finished run, written to a temp name then renamed
+    STUDY/runs/<run_id>.npz     one file per finished run, written to a temp name then renamed: mask,
+                                record, the outputs, and the predicted labels (``predicted``, absent
+                                from files written before they were recorded)
     STUDY/consolidated/*.npy    masks, outputs per kind, accuracies: one row per subset run index,
                                 sized to the finished runs; completed.npz flags the rows written
     STUDY/.lock                 held by ``run`` for as long as it adds runs
@@ -44,6 +46,8 @@ RUNS_DIR = "runs"
 CONSOLIDATED_DIR = "consolidated"
 LOCK_FILE = ".lock"
 CONSOLIDATE_LOCK_FILE = ".consolidate.lock"
+PREDICTED_MEMBER = "predicted"
+"""Run-file member with the predicted label of every target test example (int16)."""
 FORMAT_VERSION = 2
 """Format 2 records the numerics (device type, bf16 autocast) in ``study.json`` and its results key."""
 READABLE_FORMATS = (1, 2)
@@ -276,9 +280,14 @@ class StudyStore:
                 removed += 1
         return removed
 
-    def write_run(self, spec: RunSpec, outputs: dict[str, np.ndarray], record: dict[str, Any]) -> None:
+    def write_run(
+        self, spec: RunSpec, outputs: dict[str, np.ndarray], record: dict[str, Any], predicted: np.ndarray | None = None
+    ) -> None:
+        """One run's file; ``predicted`` (the run's predicted labels) is stored when given."""
         arrays: dict[str, Any] = {f"output__{k}": outputs[k] for k in OUTPUT_KINDS}
         arrays["mask"] = spec.mask
+        if predicted is not None:
+            arrays[PREDICTED_MEMBER] = np.asarray(predicted, dtype=np.int16)
         arrays["record"] = np.asarray(json.dumps({"run_id": spec.run_id, "kind": spec.kind, "index": spec.index, "seed": spec.seed, **record}))
         atomic_write_npz(self.run_path(spec.run_id), arrays)
 
@@ -296,6 +305,12 @@ class StudyStore:
         """One output kind of one run (an npz member is read alone: the others stay on disk)."""
         with np.load(self.run_path(run_id), allow_pickle=False) as archive:
             return archive[f"output__{kind}"]
+
+    def read_run_predicted(self, run_id: str) -> np.ndarray | None:
+        """The predicted label of every target test example of one run; None for a file written
+        before predicted labels were recorded."""
+        with np.load(self.run_path(run_id), allow_pickle=False) as archive:
+            return archive[PREDICTED_MEMBER] if PREDICTED_MEMBER in archive.files else None
 
 
 @contextmanager

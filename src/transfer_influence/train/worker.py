@@ -14,7 +14,7 @@ import torch
 
 from ..study.config import StudyConfig
 from ..study.design import RunSpec
-from ..study.outputs import output_kinds_from_logits
+from ..study.outputs import output_kinds_from_logits, predicted_labels
 from ..study.views import StudyData
 from .device import select_device
 from .models import SmallCNN, build_model
@@ -29,6 +29,8 @@ class RunResult:
     source_accuracy: float
     target_accuracy: float
     seconds: dict[str, float] = field(default_factory=dict)
+    predicted: np.ndarray | None = None
+    """Predicted label of every target test example (int16; see ``outputs.predicted_labels``)."""
 
 
 class Worker:
@@ -66,9 +68,9 @@ class Worker:
             model, source_accuracy = self._train_source(model, classes, spec.seed)
         seconds["train"] = time.perf_counter() - start
         start = time.perf_counter()
-        outputs, target_accuracy = self._transfer(model)
+        outputs, predicted, target_accuracy = self._transfer(model)
         seconds["transfer"] = time.perf_counter() - start
-        return RunResult(spec, outputs, source_accuracy, target_accuracy, seconds)
+        return RunResult(spec, outputs, source_accuracy, target_accuracy, seconds, predicted)
 
     def _train_source(self, model: SmallCNN, classes: np.ndarray, seed: int) -> tuple[SmallCNN, float]:
         remap = torch.full((self.num_classes,), -1, dtype=torch.long, device=self.device)
@@ -88,17 +90,21 @@ class Worker:
         source_accuracy = accuracy(model, self.holdout_x[holdout_rows], remap[self.holdout_y[holdout_rows]])
         return model, source_accuracy
 
-    def _transfer(self, model: SmallCNN) -> tuple[dict[str, np.ndarray], float]:
-        """Fit one head per few-shot training set and average each output kind over the heads."""
+    def _transfer(self, model: SmallCNN) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+        """Fit one head per few-shot training set and average each output kind over the heads; the
+        predicted labels are those of the heads' mean probabilities."""
         train_features = extract_features(model, self.target_train_x)
         test_features = extract_features(model, self.target_test_x)
         labels = self.data.target_train.labels
         heads = self.data.target_train_heads
         per_head = []
+        per_head_logits = []
         for h in range(int(heads.max()) + 1):
             head = LinearHead(self.config.transfer.head_l2, self.config.transfer.head_max_iter)
             rows = heads == h
             head.fit(train_features[rows], labels[rows], self.num_target_classes)
-            per_head.append(output_kinds_from_logits(head.logits(test_features), self.data.target_test.labels))
+            logits = head.logits(test_features)
+            per_head_logits.append(logits)
+            per_head.append(output_kinds_from_logits(logits, self.data.target_test.labels))
         outputs = {k: np.mean([o[k] for o in per_head], axis=0).astype(np.float32) for k in per_head[0]}
-        return outputs, float(outputs["correct"].mean())
+        return outputs, predicted_labels(per_head_logits), float(outputs["correct"].mean())
