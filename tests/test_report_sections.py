@@ -148,3 +148,18 @@ def test_report_can_leave_the_action_sections_out(bare: Path) -> None:
     report = build_report(bare, diagnostics=False, actions=False)
     page = report.html_path.read_text()
     assert report.actions is None and "Counterfactual removal" not in page and "Mistakes:" not in page
+
+
+def test_rankings_compared_section_appears_with_a_second_ranking(swept: Path, tmp_path: Path) -> None:
+    """One sweep: no comparison; a ranking from another study added: its paired rows in the page."""
+    assert "Rankings compared" not in build_report(swept, diagnostics=False).html_path.read_text()
+    other = tmp_path / "other"
+    run_study(parse_config(tiny_config_dict(seed=3, num_models=8, **{"baselines.repeats": 0})), other, progress=False)
+    assert main(["counterfactual", str(swept), *SWEEP_ARGS, "--ranking-from", str(other)]) == 0
+    report = build_report(swept, diagnostics=False)
+    page = report.html_path.read_text()
+    assert "Rankings compared" in page and "from-other" in page
+    rows = report.actions.rankings_compared
+    assert {r["ranking"] for r in rows} == {"own", "from-other"}
+    top = next(r for r in rows if r["ranking"] == "from-other" and r["selection"] == "top" and r["k"] == 2)
+    assert f"{float(top['random_minus_top']):+.4f} ± {float(top['random_minus_top_se']):.4f}" in page

@@ -10,6 +10,7 @@ import numpy as np
 from ..analysis.baselines import BaselineSummary, baseline_summary
 from ..analysis.convergence import Diagnostics, diagnose
 from ..analysis.counterfactual import SWEEP_DIR
+from ..analysis.ranking_comparison import comparison_rows, read_ranking_sweeps
 from ..analysis.debugging import explain_targets, most_mispredicted
 from ..analysis.lookalikes import LookalikeCheck, lookalike_check
 from ..analysis.projection import StudyImages, load_study_images, project_source_class
@@ -133,7 +134,17 @@ def action_sections(
     plot_explanations(sections.explanations, images, sections.explanations_figure,
                       "Most negative source classes of the most often mispredicted target images")
     sections.verified_targets, sections.verify_summary = read_verifications(study_dir)
+    sections.rankings_compared = _rankings_compared(study_dir)
     return sections
+
+
+def _rankings_compared(study_dir: Path) -> list[dict[str, object]]:
+    """The comparison rows when the study has sweeps of more than one ranking (else none)."""
+    try:
+        sweeps = read_ranking_sweeps(study_dir)
+    except InputError:  # no sweep, or one written before per-seed accuracies were recorded
+        return []
+    return comparison_rows(sweeps) if len(sweeps) > 1 else []
 
 
 def _counterfactual_part(results: StudyResults, sweep_dir: Path, out: Path) -> ActionSections:

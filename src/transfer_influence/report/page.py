@@ -63,6 +63,8 @@ class ActionSections:
     """Target images retrained with and without a class (``verify --target``), as stored."""
     verify_summary: StoredSummary | None = None
     """The Appendix E.4 shares (``verify --summary``), as stored; None when not run."""
+    rankings_compared: list[dict[str, object]] = field(default_factory=list)
+    """Rows of ``ranking_comparison.comparison_rows`` when the study has sweeps of several rankings."""
 
 
 def render_page(
@@ -312,8 +314,33 @@ def _verify_html(actions: ActionSections) -> str:
     return "\n".join(parts)
 
 
+def _rankings_compared_html(actions: ActionSections) -> str:
+    rows = actions.rankings_compared
+    if not rows:
+        return ""
+
+    def cell(mean: object, se: object) -> str:
+        return "" if mean == "" else _plus_minus(float(mean), float(se), True)  # type: ignore[arg-type]
+
+    table = [
+        [
+            str(r["ranking"]), str(r["ranking_from"]), str(r["models"]), f"{r['selection']}-{r['k']}",
+            cell(r["diff_vs_full"], r["diff_vs_full_se"]), cell(r["random_minus_top"], r["random_minus_top_se"]),
+            cell(r["bottom_minus_first_ranking_bottom"], r["bottom_minus_first_ranking_bottom_se"]),
+        ]
+        for r in rows
+    ]
+    return f"""<h2>Rankings compared (another α, target or architecture: App. E.5)</h2>
+<p>The same removal sweep acting on the study's own ranking and on rankings taken from other studies
+(<code>counterfactual --ranking-from</code>); all arms share the paired seeds and the scoring half, so every
+difference is paired seed by seed (± its standard error). <em>random − top</em>: how far removing the ranking's
+k most positive classes falls below removing k random ones; <em>bottom − own bottom</em>: the ranking's bottom-k
+against the study's own. Table: <code>counterfactual/rankings_compared.csv</code>.</p>
+{_table(["ranking", "from", "models", "arm", "vs full", "random − top", "bottom − own bottom"], table)}"""
+
+
 def _actions_html(actions: ActionSections) -> str:
     return "\n".join([
-        _counterfactual_html(actions), _whatif_html(actions), _projection_html(actions), _explanations_html(actions),
+        _counterfactual_html(actions), _rankings_compared_html(actions), _whatif_html(actions), _projection_html(actions), _explanations_html(actions),
         _verify_html(actions),
     ])
