@@ -60,8 +60,9 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_prediction_equals_the_direct_formula(study: Path) -> None:
     results = open_study(study)
-    result = what_if_removed(results, ["A", "0"], ridge=0.0, scaling="none")
-    diluted = what_if_removed(results, ["A", "0"], ridge=0.0)
+    result = what_if_removed(results, ["A", "0"], ridge=0.0, scaling="none", level="linear")
+    diluted = what_if_removed(results, ["A", "0"], ridge=0.0, level="linear")
+    logged = what_if_removed(results, ["A", "0"], ridge=0.0)
     correct = np.asarray(results.outputs("correct"), dtype=np.float64)
     columns = np.column_stack([correct.mean(axis=1), group_means(correct, results.target_labels, 10)])
     store = StudyStore.open(study)
@@ -79,6 +80,9 @@ def test_prediction_equals_the_direct_formula(study: Path) -> None:
     np.testing.assert_allclose(result.predicted, (1 - q) * full + q * columns.mean(axis=0) + differential, atol=1e-5)
     d = 4 / (8 - 2)  # the class's share of the source: one of 4 where measured, one of 6 after removal
     np.testing.assert_allclose(diluted.predicted, (1 - q) * full + q * columns.mean(axis=0) + d * differential, atol=1e-5)
+    w = np.log(8 / 6) / np.log(8 / 4)  # 6 classes placed between 4 and 8 in log classes
+    np.testing.assert_allclose(logged.predicted, (1 - w) * full + w * columns.mean(axis=0) + d * differential, atol=1e-5)
+    assert logged.level == "log" and "log-linear" in logged.extrapolation
     low, high = result.interval()
     assert (low < result.predicted).all() and (result.predicted < high).all()
     assert result.columns[0] == "all targets" and len(result.columns) == 11
@@ -95,6 +99,8 @@ def test_bad_removals_are_refused(study: Path, tmp_path: Path) -> None:
         what_if_removed(results, [])
     with pytest.raises(ValueError, match="unknown scaling"):
         what_if_removed(results, ["A"], scaling="log")
+    with pytest.raises(ValueError, match="unknown level"):
+        what_if_removed(results, ["A"], level="cubic")
     bare = tmp_path / "bare"
     run_study(parse_config(tiny_config_dict(num_models=4, **{"baselines.repeats": 0})), bare, progress=False)
     with pytest.raises(ValueError, match="all-source baseline"):
@@ -132,7 +138,7 @@ def test_removal_curve_on_some_targets_uses_only_their_accuracy(study: Path) -> 
 
     results = open_study(study)
     columns = np.arange(0, results.target_labels.size, 3)
-    curve = removal_curve(results, [0, 1], columns, ridge=0.0, scaling="none")
+    curve = removal_curve(results, [0, 1], columns, ridge=0.0, scaling="none", level="linear")
     correct = np.asarray(results.outputs("correct"), dtype=np.float64)[:, columns].mean(axis=1, keepdims=True)
     store = StudyStore.open(study)
     full = np.mean([store.read_run_output(r, "correct")[columns].mean() for r in ("all_source-000000", "all_source-000001")])

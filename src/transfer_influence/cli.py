@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
                             "from the study's datamodel, before retraining")
     whatif.add_argument("study", type=Path)
     whatif.add_argument("--remove", required=True, help="comma-separated source classes to remove")
+    whatif.add_argument("--level", choices=["log", "linear"], default="log",
+                        help="interpolate accuracy between the subsets and the full source in log classes "
+                        "(default: accuracy saturates as classes are added) or linearly in classes")
     whatif.add_argument("--scaling", choices=["dilution", "none"], default="dilution",
                         help="class effects in the full source: scaled by their share of it (dilution) or not")
     whatif.add_argument("--partial", action="store_true", help="use the runs finished so far")
@@ -502,7 +505,8 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
     from .analysis.whatif import what_if_removed
 
     results = _open_finished(args.study, args.partial)
-    result = what_if_removed(results, [c.strip() for c in args.remove.split(",") if c.strip()], scaling=args.scaling)
+    result = what_if_removed(results, [c.strip() for c in args.remove.split(",") if c.strip()], scaling=args.scaling,
+                            level=args.level)
     low, high = result.interval(0.95)
     half = result.critical_value(0.95) * result.differential_stderr
     print(f"predicted target accuracy of the full source ({result.num_classes} classes) without "

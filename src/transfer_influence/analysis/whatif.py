@@ -10,10 +10,17 @@ class's own effect is measured where it is one of s classes; in a source of K �
 smaller share of the training data, so by default (``scaling="dilution"``) its effect is scaled by
 d = s/(K − |R|) (``scaling="none"``: d = 1). Then
 
-    predicted(full − R) = acc_full − Σ_{k∈R} (d·β_k + c)
-                        = (1 − q)·acc_full + q·acc_subsets − d·Σ_{k∈R} β_k,   q = |R|/(K − s),
+    predicted(full − R) = (1 − w)·acc_full + w·acc_subsets − d·Σ_{k∈R} β_k,
 
-with a standard error from the coefficients' full covariance (``estimate.datamodel_contrasts``) and
+where w places a source of K − |R| classes between the subsets (s classes, w = 1) and the full
+source (K classes, w = 0). Accuracy saturates as classes are added, so by default (``level="log"``)
+accuracy is interpolated linearly in the *logarithm* of the number of classes,
+w = log(K/(K − |R|)) / log(K/s): one class is worth 1/n of the gain per e-fold, the same 1/n the
+dilution scaling gives a class's own effect. ``level="linear"`` interpolates in the number of
+classes, w = |R|/(K − s) (every class worth the same c = (acc_full − acc_subsets)/(K − s)); on the
+demo it overstates what removing classes costs the full source 2–3×.
+
+The prediction has a standard error from the coefficients' full covariance (``estimate.datamodel_contrasts``) and
 the sampling error of the two means. The part that needs no interpolation is the *differential*
 −Σ_{k∈R} β_k: removing R rather than |R| average classes, in sources of s classes. The prediction
 extrapolates: the coefficients were measured within sources of s classes and are applied to a
@@ -60,6 +67,8 @@ class WhatIf:
     num_classes: int
     scaling: str
     """'dilution': class effects scaled by s/(K − |R|) in the full source; 'none': unscaled."""
+    level: str = "log"
+    """How accuracy is interpolated between s and K classes: 'log' (in log classes) or 'linear'."""
 
     def critical_value(self, level: float = 0.95) -> float:
         return float(stats.t.ppf(0.5 + level / 2, max(self.dof, 1.0)))
@@ -73,7 +82,7 @@ class WhatIf:
         return (
             f"the study measured class effects within sources of {self.subset_size} of {self.num_classes} "
             f"classes; this predicts a source of {self.num_classes - len(self.removed)} classes by linear "
-            "interpolation between the subset models and the all-source baseline"
+            f"{'log-' if self.level == 'log' else ''}linear interpolation between the subset models and the all-source baseline"
             + (f", with class effects diluted by {self.subset_size}/{self.num_classes - len(self.removed)}"
                if self.scaling == "dilution" else ", with class effects unscaled")
             + ", so it extrapolates outside what the study measured"
@@ -81,10 +90,25 @@ class WhatIf:
 
 
 SCALINGS = ("dilution", "none")
+LEVELS = ("log", "linear")
+
+
+def interpolation_weight(removed: np.ndarray | int, num_classes: int, subset_size: int, level: str) -> np.ndarray:
+    """w for a source of K − |R| classes: 0 at the full source, 1 at the subsets' size s."""
+    if level not in LEVELS:
+        raise InputError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+    removed = np.asarray(removed, dtype=np.float64)
+    if level == "linear":
+        return removed / (num_classes - subset_size)
+    return np.log(num_classes / (num_classes - removed)) / np.log(num_classes / subset_size)
 
 
 def what_if_removed(
-    results: StudyResults, remove: Sequence[str], ridge: float | None = None, scaling: str = "dilution"
+    results: StudyResults,
+    remove: Sequence[str],
+    ridge: float | None = None,
+    scaling: str = "dilution",
+    level: str = "log",
 ) -> WhatIf:
     """Predict the full source's target accuracy without the classes named in ``remove``."""
     if scaling not in SCALINGS:
@@ -97,7 +121,7 @@ def what_if_removed(
     contrast[0, [results.class_names.index(c) for c in removed]] = -1.0
     values, errors, dof = datamodel_contrasts(results.masks, y, contrast, ridge=ridge, blocks=results.blocks)
     size = design_subset_size(results.config.design.kind, num_classes, results.config.design.alpha)
-    q = len(removed) / (num_classes - size)
+    q = float(interpolation_weight(len(removed), num_classes, size, level))
     d = size / (num_classes - len(removed)) if scaling == "dilution" else 1.0
     subsets = y.mean(axis=0)
     subsets_var = y.var(axis=0, ddof=1) / m
@@ -116,6 +140,7 @@ def what_if_removed(
         subset_size=size,
         num_classes=num_classes,
         scaling=scaling,
+        level=level,
     )
 
 
@@ -192,6 +217,7 @@ def removal_curve(
     columns: np.ndarray | None = None,
     scaling: str = "dilution",
     ridge: float | None = None,
+    level: str = "log",
 ) -> RemovalCurve:
     """What-if predictions for removing the first 1, 2, … classes of ``order`` (e.g. most negative
     first), from one datamodel fit: the rule "pick k by the what-if prediction".
@@ -216,7 +242,7 @@ def removal_curve(
     weights[:, list(order[:max_k])] = contrasts
     values, errors, _ = datamodel_contrasts(results.masks, y, weights, ridge=ridge, blocks=results.blocks)
     ks = np.arange(1, max_k + 1)
-    q = ks / (num_classes - size)
+    q = interpolation_weight(ks, num_classes, size, level)
     d = size / (num_classes - ks) if scaling == "dilution" else np.ones(max_k)
     subsets, subsets_var = y.mean(), y.var(ddof=1) / m
     predicted = (1 - q) * full[0] + q * subsets + d * values[:, 0]
@@ -300,10 +326,11 @@ class SweepComparison:
     scaling: str
     subset_size: int
     num_classes: int
+    level: str = "log"
 
 
 def compare_with_sweep(
-    results: StudyResults, counterfactual_dir: str | Path, scaling: str = "dilution"
+    results: StudyResults, counterfactual_dir: str | Path, scaling: str = "dilution", level: str = "log"
 ) -> SweepComparison:
     """Predict every non-random arm of a finished counterfactual sweep with ``what_if_removed`` and
     set each beside what retraining measured: how far the datamodel's extrapolation to the full
@@ -326,7 +353,7 @@ def compare_with_sweep(
         removed = removed_sets.get((arm.selection, arm.k))
         if removed is None:
             continue
-        prediction = what_if_removed(results, removed, scaling=scaling)
+        prediction = what_if_removed(results, removed, scaling=scaling, level=level)
         points.append(
             SweepPoint(
                 selection=arm.selection,
@@ -350,6 +377,7 @@ def compare_with_sweep(
         spearman=spearman,
         mean_absolute_error=float(np.abs(predicted - measured).mean()),
         scaling=scaling,
+        level=level,
         subset_size=size,
         num_classes=len(results.class_names),
     )

@@ -221,7 +221,8 @@ def _whatif_html(actions: ActionSections) -> str:
     figure = _img(actions.whatif_figure) if actions.whatif_figure is not None else ""
     return title + f"""<p>For each arm of the sweep that removes one named set of classes, the change in target
 accuracy the study's linear datamodel predicts (<code>transfer-influence whatif</code>, {html.escape(comparison.scaling)}
-scaling, over all target images, against the all-source baseline) beside the change retraining measured (arm mean
+scaling, {html.escape(comparison.level)} interpolation in the number of classes, over all target images, against
+the all-source baseline) beside the change retraining measured (arm mean
 minus full-source mean on the scoring half). Spearman correlation over {len(comparison.points)} arms: {spearman};
 mean absolute error: {comparison.mean_absolute_error:.4f}. The class effects were measured within sources of
 {comparison.subset_size} of {comparison.num_classes} classes and are applied to sources of nearly

@@ -329,7 +329,7 @@ def plot_whatif_vs_sweep(comparison: SweepComparison, path: Path) -> None:
     ax.set_xlim(*limits)
     ax.set_ylim(*limits)
     ax.set_xlabel("measured change in accuracy (retrained, ± paired SE)")
-    ax.set_ylabel(f"predicted change (what-if, {comparison.scaling}, ± SE)")
+    ax.set_ylabel(f"predicted change (what-if, {comparison.level}, {comparison.scaling}, ± SE)")
     spearman = "n/a" if not np.isfinite(comparison.spearman) else f"{comparison.spearman:.2f}"
     ax.set_title(f"What-if vs retraining: Spearman {spearman}, MAE {comparison.mean_absolute_error:.3f}\n"
                  "(labels: k classes removed)", fontsize=9)
