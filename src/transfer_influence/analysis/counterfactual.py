@@ -300,6 +300,8 @@ class CounterfactualResult:
     selection: np.ndarray
     """True for the target test examples that chose the classes; the others scored the retrains."""
     executed: list[RunSummary] = field(default_factory=list)
+    from_other_study: bool = False
+    """Whether the ranking came from another study (``ranking_from``)."""
 
     @property
     def full(self) -> ArmResult:
@@ -362,7 +364,9 @@ def run_counterfactual(
     arms = plan_arms(ranking, ks, repeats, config.seed)
     sweep = retrain_arms(store, arms, seeds, ~selection, sweep_config(config, serial, workers), progress, stream)
     results_dir = sweep.store.path if ranking_from is None else sweep.store.path / ranking_dir_name(Path(ranking_from))
-    return CounterfactualResult(results_dir, class_names, ranking, sweep.arms, seeds, selection, sweep.executed)
+    return CounterfactualResult(
+        results_dir, class_names, ranking, sweep.arms, seeds, selection, sweep.executed, ranking_from is not None
+    )
 
 
 def ranking_dir_name(ranking_from: Path) -> str:

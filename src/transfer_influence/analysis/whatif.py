@@ -256,7 +256,7 @@ def removal_curve(
 
 
 # ---- checked against a counterfactual sweep's retrains -------------------------------------------
-COMPARED_SELECTIONS = ("top", "bottom", "significant", "hand_picked")
+COMPARED_SELECTIONS = ("top", "bottom", "significant", "whatif", "hand_picked")
 """Arms that remove one named set for every seed; ``random`` draws another set per seed, so no single
 prediction stands for it, and ``full`` removes nothing."""
 

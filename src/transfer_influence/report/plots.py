@@ -273,7 +273,7 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
     full = result.full
     ks = sorted({a.arm.k for a in result.arms if a.arm.selection in ("top", "bottom", "random")})
     # The significance rule's k is whatever the test selects: the axis must reach it too.
-    every_k = ks + [a.arm.k for a in result.arms if a.arm.selection == "significant" and a.arm.k > 0]
+    every_k = ks + [a.arm.k for a in result.arms if a.arm.selection in ("significant", "whatif") and a.arm.k > 0]
     span = (min(every_k, default=0) - 0.5, max(every_k, default=1) + 0.5)
     ax.axhspan(full.mean - full.std, full.mean + full.std, color="grey", alpha=0.2, linewidth=0)
     ax.axhline(full.mean, color="grey", linewidth=1, label=f"full source ({full.mean:.3f} ± {full.std:.3f})")
@@ -294,10 +294,16 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
         if a.arm.selection == "significant" and a.arm.k > 0:
             ax.errorbar([a.arm.k], [a.mean], yerr=[a.std], fmt="D", color="#984ea3", capsize=3,
                         label=f"remove the {a.arm.k} significantly negative (BH)")
+        if a.arm.selection == "whatif":
+            ax.errorbar([a.arm.k + 2 * dodge], [a.mean], yerr=[a.std], fmt="s", color="#4daf4a", capsize=3,
+                        label=f"what-if rule: remove the {a.arm.k} most negative")
     ax.set_xlim(*span)
     ax.set_xlabel("source classes removed (k)")
     ax.set_ylabel(f"target accuracy on the scoring half\n(mean ± std over {full.accuracy.size} seeds)")
-    ax.set_title("Counterfactual removal (paper Fig. 2a)")
+    ranking = result.ranking
+    source = "this study" if not result.from_other_study else Path(ranking.source).name
+    ax.set_title(f"Counterfactual removal (paper Fig. 2a)\nranking: {ranking.estimator} on {ranking.kind}, "
+                 f"from {source} ({ranking.num_models} models)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
