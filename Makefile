@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The tests also exercise the optional Ray and SLURM executors: their extras on top of the base install.
+TEST_STAMP := $(VENV)/.installed-test
 # glibc malloc tuning for torch training on CPU (read at process start; workers inherit it).
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184
 
@@ -19,21 +21,27 @@ $(STAMP): pyproject.toml scripts/install_system_data.sh
 
 install: $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	@start=$$(date +%s); \
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,ray,slurm]' && \
+	touch $(TEST_STAMP) && echo "install test extras: $$(( $$(date +%s) - start )) s"
+
 system-data:
 	bash scripts/install_system_data.sh
 
 demo: $(STAMP)
 	$(VENV)/bin/transfer-influence demo --out demo-study
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(TEST_STAMP)
 	$(PY) -m pytest -q -m slow
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) bench/influence_kernel.py
 	$(PY) bench/models_per_minute.py
+	$(PY) bench/executor_overhead.py
 
 clean:
 	rm -rf $(VENV) demo-study .pytest_cache

@@ -228,9 +228,9 @@ def test_consolidation_holds_its_own_lock_and_not_the_run_lock(tmp_path: Path, m
     store = make_study(study)
     add_runs(store, range(4))
     seen: list[bool] = []
-    real_read_run = StudyStore.read_run
+    real_check_run = StudyStore.check_run  # consolidation reads each run file through its check
 
-    def probing_read_run(self: StudyStore, run_id: str):  # type: ignore[no-untyped-def]
+    def probing_check_run(self: StudyStore, run_id: str, config=None):  # type: ignore[no-untyped-def]
         fd = os.open(study / CONSOLIDATE_LOCK_FILE, os.O_RDONLY | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -240,9 +240,9 @@ def test_consolidation_holds_its_own_lock_and_not_the_run_lock(tmp_path: Path, m
             seen.append(True)
         finally:
             os.close(fd)
-        return real_read_run(self, run_id)
+        return real_check_run(self, run_id, config)
 
-    monkeypatch.setattr(StudyStore, "read_run", probing_read_run)
+    monkeypatch.setattr(StudyStore, "check_run", probing_check_run)
     with study_lock(study):  # a running study holds the run lock; a reader still consolidates
         results = open_study(study)
     assert seen == [True] * 4

@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="study config (YAML)")
     run.add_argument("--out", type=Path, help="study directory (default: studies/<name>)")
     _add_run_options(run)
+    run.add_argument("--executor", choices=["process", "serial", "ray", "slurm"],
+                     help="how runs execute (overrides execution.executor): ray needs the [ray] extra, slurm the "
+                     "[slurm] extra and a SLURM login node")
+    run.add_argument("--address", metavar="HOST:PORT",
+                     help="with --executor ray: the Ray head node to join (overrides execution.ray.address; "
+                     "default: start a local Ray)")
 
     work = sub.add_parser(
         "work",
@@ -52,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
                       "0 to baselines.repeats-1 for baselines")
     work.add_argument("--kind", default="subset", choices=["subset", "all_source", "random_init"],
                       help="which run of that index (default: subset)")
+
+    status = sub.add_parser("status", help="done / failed / running / missing runs of a study, its models per "
+                            "minute and an ETA (read-only: works beside any executor)")
+    status.add_argument("study", type=Path, help="study directory")
+    status.add_argument("--list", type=int, default=20, metavar="N", help="missing runs listed by name (default 20)")
 
     infl = sub.add_parser("influence", help="estimate class influences from a study's finished runs")
     infl.add_argument("study", type=Path)
@@ -190,10 +201,32 @@ def _apply_overrides(config: StudyConfig, args: argparse.Namespace) -> StudyConf
     return config.with_overrides(**changes) if changes else config
 
 
+def _apply_executor_options(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
+    """``run --executor`` and ``--address`` as config overrides, checked like the config itself."""
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+
+    changes: dict[str, object] = {}
+    if args.executor is not None:
+        if args.serial and args.executor != "serial":
+            raise InputError(f"--serial and --executor {args.executor} disagree; give one of them")
+        changes["execution.executor"] = args.executor
+    if args.address is not None:
+        if changes.get("execution.executor", config.execution.executor) != "ray":
+            raise InputError("--address is the Ray head node's address: add --executor ray")
+        changes["execution.ray.address"] = args.address
+    try:
+        return config.with_overrides(**changes) if changes else config
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(f"command line: {problems}") from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline.run import run_study
 
-    config = _apply_overrides(load_config(args.config), args)
+    config = _apply_executor_options(_apply_overrides(load_config(args.config), args), args)
     out = args.out or Path("studies") / config.name
     report = run_study(config, out, progress=not args.quiet)
     t = report.timings
@@ -215,6 +248,13 @@ def _cmd_work(args: argparse.Namespace) -> int:
             f"{outcome.run_id} done in {sum(outcome.summary.seconds.values()):.1f} s "
             f"(target accuracy {outcome.summary.target_accuracy:.3f}): {outcome.path}"
         )
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .pipeline.status import format_status, study_status
+
+    print(format_status(study_status(args.study), max_listed=args.list))
     return 0
 
 
@@ -596,6 +636,7 @@ def _verify_summary(args: argparse.Namespace, options: dict) -> int:  # type: ig
 COMMANDS = {
     "run": _cmd_run,
     "work": _cmd_work,
+    "status": _cmd_status,
     "influence": _cmd_influence,
     "diagnose": _cmd_diagnose,
     "plan": _cmd_plan,

@@ -4,12 +4,15 @@ the one retry policy (:class:`AttemptLedger`) that counts, logs and ends the att
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import IO, Callable, Protocol
+from pathlib import Path
+from typing import IO, Any, Callable, Protocol
 
 from ..errors import RunFailedError
 from ..study.config import ExecutionConfig
 from ..study.design import RunSpec
+from ..study.store import record_failure
 
 __all__ = ["AttemptLedger", "Executor", "ProgressCallback", "RunFailedError", "RunSummary", "LOGGER"]
 
@@ -45,16 +48,25 @@ class AttemptLedger:
     a run past ``timeout_s``) is counted here; a failure with attempts left is logged (logger
     ``transfer_influence.execute`` and a plain line on ``stream``, so that a user watching the study
     sees it), and the last allowed one raises :class:`RunFailedError` naming the run and its cause.
+    With ``study_dir``, that last failure first marks the run failed in the store
+    (``runs/<run_id>.failed.json``: every attempt's error and traceback), where ``status`` shows it
+    and the next ``run`` retries it.
     """
 
     max_attempts: int
     timeout_s: float | None = None
     stream: IO[str] | None = None
     failures: dict[str, int] = field(default_factory=dict)
+    study_dir: Path | None = None
+    errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per run, one entry per failed attempt: ``error``, ``traceback`` (None where the worker could
+    not send one: a dead worker, a timeout), ``timed_out``, ``when``."""
 
     @classmethod
-    def from_config(cls, execution: ExecutionConfig, stream: IO[str] | None = None) -> "AttemptLedger":
-        return cls(execution.max_attempts, execution.run_timeout_s, stream)
+    def from_config(
+        cls, execution: ExecutionConfig, stream: IO[str] | None = None, study_dir: Path | None = None
+    ) -> "AttemptLedger":
+        return cls(execution.max_attempts, execution.run_timeout_s, stream, study_dir=study_dir)
 
     def attempt_number(self, run_id: str) -> int:
         """The number of the attempt that starts next (1 for a run that never failed)."""
@@ -68,13 +80,21 @@ class AttemptLedger:
         """Count an attempt that ran past ``timeout_s`` (see :meth:`failed`)."""
         self.failed(run_id, f"timed out after {self.timeout_s:g} s (execution.run_timeout_s)", will_retry, timed_out=True)
 
-    def failed(self, run_id: str, reason: str, will_retry: bool = True, timed_out: bool = False) -> None:
+    def failed(
+        self, run_id: str, reason: str, will_retry: bool = True, timed_out: bool = False, traceback: str | None = None
+    ) -> None:
         """Count a failed attempt of ``run_id``; raises :class:`RunFailedError` once it has used every
-        attempt. ``will_retry`` is False when the study is stopping and the run will not start again
-        now (a resume runs it)."""
+        attempt (after recording the failure in the store, given ``study_dir``). ``will_retry`` is
+        False when the study is stopping and the run will not start again now (a resume runs it)."""
         attempt = self.attempt_number(run_id)
         self.failures[run_id] = attempt
+        self.errors.setdefault(run_id, []).append(
+            {"attempt": attempt, "error": reason, "traceback": traceback, "timed_out": timed_out,
+             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        )
         if attempt >= self.max_attempts:
+            if self.study_dir is not None:
+                record_failure(self.study_dir, run_id, self.errors[run_id], self.max_attempts)
             hint = "; raise execution.run_timeout_s if runs legitimately take this long" if timed_out else ""
             raise RunFailedError(
                 f"run {run_id} failed {attempt} times (last: {reason}){hint}; finished runs are kept — fix the "

@@ -81,7 +81,8 @@ class ProcessExecutor:
     stream: IO[str] | None = None
 
     def execute(self, specs: list[RunSpec], on_done: ProgressCallback) -> list[RunSummary]:
-        scheduler = _Scheduler(self, deque(specs), on_done, AttemptLedger.from_config(self.config.execution, self.stream))
+        ledger = AttemptLedger.from_config(self.config.execution, self.stream, self.study_dir)
+        scheduler = _Scheduler(self, deque(specs), on_done, ledger)
         return scheduler.run()
 
     def spawn_worker(self) -> _WorkerHandle:
@@ -201,7 +202,8 @@ class _Scheduler:
             if self.on_done(summary):
                 self.stopping = True  # let the runs in flight finish, start no more
         elif kind == "failed":
-            self._attempt_failed(worker.finish(), str(payload))
+            reason, trace = payload if isinstance(payload, tuple) else (str(payload), None)
+            self._attempt_failed(worker.finish(), str(reason), traceback=trace)
         else:
             raise RuntimeError(f"unknown message {kind!r} from a worker process")
 
@@ -224,14 +226,16 @@ class _Scheduler:
                 self._retire(worker)
                 self._attempt_failed(worker.finish(), timed_out=True)
 
-    def _attempt_failed(self, spec: RunSpec, reason: str = "", timed_out: bool = False) -> None:
+    def _attempt_failed(
+        self, spec: RunSpec, reason: str = "", timed_out: bool = False, traceback: str | None = None
+    ) -> None:
         """Count the attempt; retry the run first (it fails fast if it keeps failing) unless stopping."""
         retry = not self.stopping
         try:
             if timed_out:
                 self.ledger.timed_out(spec.run_id, will_retry=retry)
             else:
-                self.ledger.failed(spec.run_id, reason, will_retry=retry)
+                self.ledger.failed(spec.run_id, reason, will_retry=retry, traceback=traceback)
         except RunFailedError as error:
             self._fail(error)
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ class SerialExecutor:
 
     def execute(self, specs: list[RunSpec], on_done: ProgressCallback) -> list[RunSummary]:
         init_worker(str(self.study_dir), self.config.model_dump_json(), self.config.execution.threads_per_worker)
-        ledger = AttemptLedger.from_config(self.config.execution, self.stream)
+        ledger = AttemptLedger.from_config(self.config.execution, self.stream, self.study_dir)
         done: list[RunSummary] = []
         for spec in specs:
             summary = _run_with_retries(spec, ledger)
@@ -56,7 +57,7 @@ def _run_with_retries(spec: RunSpec, ledger: AttemptLedger) -> RunSummary:
             ledger.timed_out(spec.run_id)
             continue
         except Exception as exc:  # noqa: BLE001 - any failure of a run is counted and retried
-            ledger.failed(spec.run_id, repr(exc))
+            ledger.failed(spec.run_id, repr(exc), traceback=traceback.format_exc())
             continue
         return ledger.succeeded(summary)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..study.config import StudyConfig
 from ..study.design import RunSpec
+from ..study.store import clear_running, mark_running
 from .base import RunSummary
 
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184"
@@ -45,8 +46,20 @@ def init_worker(study_dir: str, config_json: str, threads: int) -> None:
 
 
 def execute_one(spec: RunSpec) -> RunSummary:
-    """Run one spec and write its file; returns a small summary (the outputs stay on disk)."""
+    """Run one spec and write its file; returns a small summary (the outputs stay on disk).
+
+    While it runs, ``running/<run_id>.json`` says so (``status`` reads it, whichever executor or
+    scheduler started the run); a worker killed outright leaves it behind, and ``status`` tells such
+    a marker from a live run by its process where it can."""
     store = _worker_state["store"]
+    mark_running(store.path, spec.run_id)
+    try:
+        return _execute_marked(store, spec)
+    finally:
+        clear_running(store.path, spec.run_id)
+
+
+def _execute_marked(store: Any, spec: RunSpec) -> RunSummary:
     _maybe_inject_fault(store.path, spec.run_id)
     result = _worker_state["worker"].run(spec)
     record = {
@@ -86,7 +99,7 @@ def serve(conn: Connection, study_dir: str, config_json: str, threads: int) -> N
         try:
             message: tuple[str, object] = ("done", execute_one(spec))
         except Exception as exc:  # noqa: BLE001 - any failure of a run is the parent's to count and retry
-            message = ("failed", repr(exc))
+            message = ("failed", (repr(exc), traceback.format_exc()))
         if not _send(conn, message):
             return
 

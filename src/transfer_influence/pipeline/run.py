@@ -1,6 +1,9 @@
 """Run a study end to end: data views → store → pending run specs → executor → consolidation.
 
-Resuming is the same call: finished runs are found by their files and skipped.
+Resuming is the same call: what is left to do is computed from the store alone (never from an
+executor's memory), so it is the same for every executor: a run is done when its file is in
+``runs/`` and passes its checks (a bad file is moved aside first and the run counts as missing);
+failed runs (``runs/<run_id>.failed.json``) and missing ones are run again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import IO
 from ..execute import RunSummary, make_executor
 from ..study.config import StudyConfig
 from ..study.design import RunSpec, baseline_runs, check_plan, subset_runs
-from ..study.results import consolidate
+from ..study.results import audit_runs, consolidate
 from ..study.store import STUDY_FILE, StudyStore, atomic_write_text, study_lock
 from ..study.views import build_study_data, save_study_data
 from ..train.device import resolved_device_type
@@ -65,11 +68,20 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
         store.remove_partial_files()
         if not store.data_path.exists():
             save_study_data(data, store.data_path)
+        # A truncated, corrupt, foreign or duplicate file is moved aside and counts as missing. New
+        # files are checked once, as they are consolidated; the audit then reads only files changed
+        # since their rows were written (and the few baselines).
+        consolidate(store, stream)
+        audit_runs(store, stream)
         seconds_data = time.perf_counter() - started
         specs, skipped = pending_specs(config, store, len(data.class_names))
         report = RunReport(store, planned=len(specs) + skipped, skipped=skipped)
         if skipped:
             print(f"resuming {study_dir}: {skipped} runs already finished, {len(specs)} to go", file=stream)
+        failed = store.failures()
+        if failed:
+            print(f"retrying {len(failed)} runs that failed before (`transfer-influence status {study_dir}` "
+                  "shows their errors)", file=stream)
         started = time.perf_counter()
         if specs:
             executor = make_executor(config, study_dir, len(specs), stream)
@@ -78,7 +90,7 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
                 report.executed = executor.execute(specs, lambda s: on_done(s) or stop_rule.should_stop(s))
         seconds_runs = time.perf_counter() - started
         started = time.perf_counter()
-        consolidate(store)
+        consolidate(store, stream)
         report.timings = {
             "data_seconds": seconds_data,
             "runs_wall_seconds": seconds_runs,

@@ -83,14 +83,24 @@ class DesignConfig(_Strict):
         return self
 
 
-UNUSED_BY_ARCH: dict[str, tuple[str, ...]] = {"small_cnn": ("hidden_dim",), "mlp": ("channels",)}
+UNUSED_BY_ARCH: dict[str, tuple[str, ...]] = {
+    "small_cnn": ("hidden_dim", "stem"),
+    "mlp": ("channels", "stem"),
+    "resnet18": ("channels", "feature_dim", "hidden_dim"),
+    "resnet50": ("channels", "feature_dim", "hidden_dim"),
+}
 """Model settings an architecture ignores: left out of ``results_key``, so that they cannot make two
 identical studies look foreign (and a setting added for one architecture leaves the keys of studies
 of the others as they were)."""
 
 
 class ModelConfig(_Strict):
-    arch: Literal["small_cnn", "mlp"] = "small_cnn"
+    arch: Literal["small_cnn", "mlp", "resnet18", "resnet50"] = "small_cnn"
+    stem: Literal["auto", "cifar", "imagenet"] = Field(
+        default="auto",
+        description="resnet18/resnet50: 'imagenet' (7×7/2 convolution and max-pool, for ~224 px), 'cifar' "
+        "(one 3×3/1 convolution, for 32-64 px), 'auto': cifar below 96 px, imagenet otherwise",
+    )
     channels: tuple[int, int, int] = (16, 32, 16)
     """small_cnn: the three convolution widths."""
     feature_dim: int = Field(default=128, ge=2)
@@ -99,7 +109,10 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """Source training (algorithm A): Adam with a one-cycle schedule over tensors held in memory."""
+    """Source training (algorithm A). The default is Adam with a one-cycle schedule over tensors held
+    in memory (the demo's); the paper's recipe (App. A.1) is ``optimizer: sgd, momentum: 0.9,
+    weight_decay: 5e-4, batch_size: 1024, epochs: 16, lr: 0.5, lr_schedule: triangular,
+    lr_peak_epoch: 2, augment: crop_flip``."""
 
     epochs: int = Field(default=2, ge=1)
     batch_size: int = Field(default=128, ge=1)
@@ -110,21 +123,151 @@ class TrainConfig(_Strict):
         description="'independent': a seed per model; 'common': one seed for every model; 'block': one "
         "seed per design block (common random numbers that cancel within balanced blocks)",
     )
+    optimizer: Literal["adam", "sgd"] = Field(default="adam", description="sgd: with momentum, the paper's")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd only")
+    nesterov: bool = Field(default=False, description="sgd only: Nesterov momentum")
+    lr_schedule: Literal["one_cycle", "triangular"] = Field(
+        default="one_cycle",
+        description="one_cycle: torch's OneCycleLR peaking at lr; triangular: the paper's cyclic rate, linear "
+        "from 0 to lr at lr_peak_epoch, then linear to 0 at the last step",
+    )
+    lr_peak_epoch: float = Field(default=2.0, gt=0, description="triangular only: the (fractional) epoch of the peak")
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1, description="of the cross-entropy (the paper uses none)")
+    augment: Literal["none", "crop_flip"] = Field(
+        default="none",
+        description="crop_flip: RandomResizedCrop (scale crop_scale, aspect 3/4-4/3) back to the image size and a "
+        "horizontal flip, drawn per image from the run's seed and applied on the training device",
+    )
+    crop_scale: tuple[float, float] = Field(default=(0.08, 1.0), description="crop_flip: crop area range")
+    loader_workers: int = Field(
+        default=0,
+        ge=0,
+        description="0: the source images live on the training device as one tensor (fast for small data); N>0: "
+        "a DataLoader with N worker processes and pinned memory streams uint8 batches to the device. Both "
+        "paths draw the same batches, so this is not part of the results key",
+    )
+    memory_format: Literal["auto", "channels_last", "contiguous"] = Field(
+        default="auto",
+        description="layout of image tensors and conv weights: auto is channels_last on CPU and for ResNets on "
+        "CUDA (the tensor-core layout under bf16 autocast). Not part of the results key",
+    )
+
+    @model_validator(mode="after")
+    def _crop_scale_is_a_range(self) -> "TrainConfig":
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        return self
 
 
 class TransferConfig(_Strict):
-    """Fixed-feature transfer: frozen backbone (BatchNorm in eval mode, source statistics) and a new
-    multinomial logistic head fitted by L-BFGS on standardised features."""
+    """Transfer to the target. ``fixed_feature`` (default): the backbone is frozen and a new head is fitted
+    on its features; ``full_finetune``: the whole network (with a new head) is trained on the target by
+    SGD. ``head: lbfgs`` (default) fits a multinomial logistic head by L-BFGS on standardised features (a
+    deterministic closed problem); ``head: sgd`` trains it as the paper does, by SGD with a triangular
+    cyclic rate (``epochs``, ``batch_size``, ``lr``, ``lr_peak_epoch``, ``momentum``, ``weight_decay``).
+    ``batchnorm``: ``freeze`` keeps the source model's running statistics and uses them (eval mode) on
+    target data; ``train`` lets target batches normalise themselves and update the statistics, as the
+    paper's code does (its footnote 6). Fixed-feature with ``batchnorm: train`` needs ``head: sgd``."""
 
-    mode: Literal["fixed_feature"] = "fixed_feature"
-    head_l2: float = Field(default=0.01, ge=0)
-    head_max_iter: int = Field(default=200, ge=1)
+    mode: Literal["fixed_feature", "full_finetune"] = "fixed_feature"
+    head_l2: float = Field(default=0.01, ge=0, description="lbfgs head only")
+    head_max_iter: int = Field(default=200, ge=1, description="lbfgs head only")
+    head: Literal["lbfgs", "sgd"] = "lbfgs"
+    batchnorm: Literal["freeze", "train"] = "freeze"
+    epochs: int = Field(default=16, ge=1, description="sgd head / full_finetune")
+    batch_size: int = Field(default=1024, ge=1, description="sgd head / full_finetune")
+    lr: float = Field(default=0.1, gt=0, description="sgd head / full_finetune: peak of the triangular rate")
+    lr_peak_epoch: float = Field(default=2.0, gt=0, description="sgd head / full_finetune")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd head / full_finetune")
+    weight_decay: float = Field(default=5e-4, ge=0, description="sgd head / full_finetune")
+    augment: Literal["none", "crop_flip"] = Field(default="none", description="full_finetune: as train.augment")
+
+    @model_validator(mode="after")
+    def _policy_is_implementable(self) -> "TransferConfig":
+        if self.mode == "full_finetune" and self.head == "lbfgs":
+            raise ValueError(
+                "mode 'full_finetune' trains the whole network by SGD; set transfer.head: sgd (lbfgs fits only a "
+                "head on fixed features)"
+            )
+        if self.mode == "fixed_feature" and self.batchnorm == "train" and self.head == "lbfgs":
+            raise ValueError(
+                "batchnorm 'train' changes the features batch by batch, which the lbfgs head (fitted once on fixed "
+                "features) cannot follow; set transfer.head: sgd or batchnorm: freeze"
+            )
+        return self
+
+
+class RayConfig(_Strict):
+    """The Ray executor (``execution.executor: ray``): one Ray task per run, each writing its run file
+    into the study directory itself, so the study directory must be on storage every node sees."""
+
+    address: str | None = Field(
+        default=None,
+        description="HOST:PORT of a running Ray cluster's head node (its GCS port, 6379 by default), or 'auto' "
+        "for one started on this machine with `ray start --head`; null starts a local Ray for this study and "
+        "shuts it down afterwards",
+    )
+    num_cpus: float = Field(default=1, gt=0, description="CPUs Ray reserves for each run's task")
+    num_gpus: float = Field(default=0, ge=0, description="GPUs per run's task; a fraction (0.25) packs runs on a GPU")
+    object_store_memory_mb: int = Field(
+        default=200, ge=80, description="object store of a local Ray (runs send only small summaries through it)"
+    )
+    max_retries: int = Field(
+        default=3, ge=0, description="times Ray itself restarts a run whose worker process or node died, before the "
+        "run counts as one failed attempt (execution.max_attempts)",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is None or value == "auto":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or "/" in value or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"{value!r} is not HOST:PORT (the Ray head node's address, e.g. 10.0.0.5:6379) or 'auto'; "
+                "leave it out to start a local Ray"
+            )
+        return value
+
+
+class SlurmConfig(_Strict):
+    """The SLURM executor (``execution.executor: slurm``): one job array over the study's missing runs,
+    each array task running ``transfer-influence work STUDY --kind K --index I``'s code. The study
+    directory must be on a file system shared by the login and the compute nodes."""
+
+    partition: str | None = Field(default=None, description="#SBATCH --partition (null: the cluster's default)")
+    account: str | None = Field(default=None, description="#SBATCH --account (null: the user's default)")
+    cpus_per_task: int = Field(default=1, ge=1, description="CPUs of each array task (one run)")
+    gpus_per_task: int = Field(default=0, ge=0, description="GPUs of each array task")
+    mem_gb: float = Field(default=4.0, gt=0, description="memory of each array task")
+    time_min: int = Field(default=60, ge=1, description="time limit of each array task, minutes")
+    array_parallelism: int = Field(default=64, ge=1, description="array tasks running at once (#SBATCH --array=...%N)")
+    max_array_size: int = Field(
+        default=1000, ge=1, description="runs per job array; more missing runs are split into several arrays "
+        "(keep it at or below the cluster's MaxArraySize)",
+    )
+    setup: list[str] = Field(
+        default_factory=list, description="shell lines run before each task (module load, source .venv/bin/activate)"
+    )
+    additional: dict[str, str] = Field(
+        default_factory=dict, description="further #SBATCH options by name, e.g. {qos: high, constraint: a100}"
+    )
+    log_dir: str | None = Field(
+        default=None, description="where submitit keeps job scripts, pickles and logs (null: STUDY/slurm)"
+    )
+    poll_s: float = Field(default=30.0, gt=0, description="seconds between the driver's checks of the array")
+    cluster: Literal["slurm", "debug"] = Field(
+        default="slurm", description="debug: run the array's tasks one after another in this process (submitit's "
+        "DebugExecutor), to check a study before submitting it",
+    )
 
 
 class ExecutionConfig(_Strict):
     """How the work is run; not part of the results key."""
 
-    executor: Literal["process", "serial"] = "process"
+    executor: Literal["process", "serial", "ray", "slurm"] = "process"
     workers: int | Literal["auto"] = "auto"
     threads_per_worker: int = Field(default=1, ge=1)
     max_attempts: int = Field(default=3, ge=1, description="tries per run before the study stops")
@@ -147,6 +290,8 @@ class ExecutionConfig(_Strict):
         description="a run taking longer than this counts as a failed attempt: its worker is killed and the run "
         "retried (null: no limit)",
     )
+    ray: RayConfig = RayConfig()
+    slurm: SlurmConfig = SlurmConfig()
 
     @field_validator("workers")
     @classmethod
@@ -190,7 +335,11 @@ class StudyConfig(_Strict):
         """
         payload = self.model_dump(mode="json", exclude=NOT_RESULTS)
         for unused in UNUSED_BY_ARCH[self.model.arch]:
-            payload["model"].pop(unused)
+            payload["model"].pop(unused, None)
+        for section, names in EXECUTION_ONLY.items():
+            for name in names:
+                payload[section].pop(name, None)
+        _drop_added_settings_at_defaults(payload)
         if numerics is not None:
             payload["numerics"] = numerics
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -216,6 +365,49 @@ NOT_RESULTS = {"execution": True, "num_models": True, "analysis": True}
 """Settings that change how a study runs or is shown, never its runs' numbers. The two execution
 settings that do change them, ``device`` and ``amp``, enter the results key through
 ``run_numerics``, resolved on the machine that runs the study."""
+
+
+EXECUTION_ONLY: dict[str, tuple[str, ...]] = {"train": ("loader_workers", "memory_format")}
+"""Settings inside results sections that change how a run is computed, not its numbers (the streamed
+source draws the same batches as the one in memory; a memory layout changes only rounding, like the
+choice of convolution algorithm): left out of ``results_key``."""
+
+ADDED_AT_DEFAULT: dict[str, dict[str, Any]] = {
+    "model": {"stem": "auto"},
+    "train": {
+        "optimizer": "adam",
+        "momentum": 0.9,
+        "nesterov": False,
+        "lr_schedule": "one_cycle",
+        "lr_peak_epoch": 2.0,
+        "label_smoothing": 0.0,
+        "augment": "none",
+        "crop_scale": [0.08, 1.0],
+    },
+    "transfer": {
+        "head": "lbfgs",
+        "batchnorm": "freeze",
+        "epochs": 16,
+        "batch_size": 1024,
+        "lr": 0.1,
+        "lr_peak_epoch": 2.0,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "augment": "none",
+    },
+}
+"""Settings added after studies already existed, with the value that reproduces those studies. At that
+value a setting is left out of ``results_key``, so every study made before it existed keeps its key
+(and resumes); set to anything else it enters the key. A setting added later goes here too, with its
+default; ``tests/test_resnet_recipe.py`` checks that this table matches the fields' defaults."""
+
+
+def _drop_added_settings_at_defaults(payload: dict[str, Any]) -> None:
+    for section, defaults in ADDED_AT_DEFAULT.items():
+        part = payload[section]
+        for name, default in defaults.items():
+            if name in part and part[name] == default:
+                del part[name]
 
 
 def load_config(path: str | Path) -> StudyConfig:

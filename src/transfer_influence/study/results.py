@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from ..errors import InputError, StudyMismatchError
 from .atomic import atomic_write_npz, fsync_file, new_temp_file, remove_temp_files, replace_durably
 from .config import StudyConfig
-from .store import CONSOLIDATED_DIR, StudyStore, consolidation_lock
+from .integrity import SUBSET_RUN_ID, FileIdentity, RunFileCheck, quarantine_run_file
+from .store import CONSOLIDATED_DIR, RUNS_DIR, StudyStore, consolidation_lock
 from .outputs import OUTPUT_KINDS
 
 
@@ -34,6 +36,9 @@ def load_target_views(store: StudyStore) -> dict[str, np.ndarray]:
 
 
 FLAGS_FILE = "completed.npz"
+"""``completed``: one flag per row; ``identity``: per row, the (inode, size, mtime, ctime) of the run
+file the row was read from, so that ``audit_runs`` re-reads only files replaced since (absent from
+files written before it was recorded: those rows' files are read once more, then recorded)."""
 GROWTH = 1.5
 """Factor by which the consolidated arrays grow past the rows needed when more runs finish: sizing
 them to the finished runs (never to ``num_models``, which may be a pilot's 100,000) keeps files to
@@ -62,19 +67,65 @@ def grown_capacity(capacity: int, needed: int, planned: int) -> int:
     return min(grown, planned) if needed <= planned else grown
 
 
-def consolidate(store: StudyStore) -> Path:
+def consolidate(store: StudyStore, stream: IO[str] | None = None) -> Path:
     """Fold finished subset-run files into ``consolidated/`` memmaps; returns that directory.
 
     Takes the consolidation lock, so the running study and any readers consolidate one at a time.
-    Rows are filled and flushed before the completion flags are replaced (atomically), so a crash
-    during consolidation leaves flags that only mark rows already written.
+    Only runs not consolidated yet are read, each checked whole first (``StudyStore.check_run``): a
+    bad file is moved to ``runs/quarantine/`` with a message on ``stream`` (stderr by default) and
+    never enters the arrays. Rows are filled and flushed before the completion flags are replaced
+    (atomically), so a crash during consolidation leaves flags that only mark rows already written.
     """
     out = store.path / CONSOLIDATED_DIR
     with consolidation_lock(store.path):
         out.mkdir(exist_ok=True)
         _remove_leftovers(out)
-        _consolidate_locked(store, out)
+        _consolidate_locked(store, out, stream or sys.stderr)
     return out
+
+
+def audit_runs(store: StudyStore, stream: IO[str] | None = None) -> list[RunFileCheck]:
+    """Check every run file not known good, move the bad ones aside, and return their checks.
+
+    Called by ``run`` under the study lock before it decides what is left to do, so that a bad file
+    counts as missing and is run again. A consolidated run whose file still has the identity it had
+    when its row was written is known good and not read again; any other file (new, replaced,
+    baselines) is read whole. A consolidated row whose file is bad or gone loses its flag, so the
+    re-run's file is consolidated afresh.
+    """
+    stream = stream or sys.stderr
+    out = store.path / CONSOLIDATED_DIR
+    config = store.config
+    bad: list[RunFileCheck] = []
+    with consolidation_lock(store.path):
+        flags, identities = _load_flags(out), _load_identities(out)
+        known_good: set[int] = set()
+        for path in sorted((store.path / RUNS_DIR).glob("*.npz")):
+            if path.name.startswith("."):
+                continue
+            match = SUBSET_RUN_ID.match(path.stem)
+            row = int(match.group(1)) if match else -1
+            if 0 <= row < flags.size and flags[row] and _same_identity(path, identities, row):
+                known_good.add(row)
+                continue
+            check = store.check_run(path.stem, config)
+            if not check.ok:
+                bad.append(check)
+                quarantine_run_file(check, stream)
+        stale = [row for row in np.flatnonzero(flags) if int(row) not in known_good]
+        if stale:
+            flags[stale] = False
+            atomic_write_npz(out / FLAGS_FILE, {"completed": flags, "identity": _fit_identities(identities, flags.size)})
+    return bad
+
+
+def _same_identity(path: Path, identities: np.ndarray, row: int) -> bool:
+    if row >= identities.shape[0]:
+        return False
+    try:
+        return FileIdentity.of(os.stat(path)).as_row() == tuple(int(v) for v in identities[row])
+    except FileNotFoundError:
+        return False
 
 
 def _remove_leftovers(out: Path) -> None:
@@ -84,28 +135,38 @@ def _remove_leftovers(out: Path) -> None:
         legacy.unlink()
 
 
-def _consolidate_locked(store: StudyStore, out: Path) -> None:
+def _consolidate_locked(store: StudyStore, out: Path, stream: IO[str]) -> None:
     targets = load_target_views(store)
     layout = _array_layout(len(targets["source_classes"]), len(targets["labels"]))
     finished = store.finished_subset_indices()
     needed = finished[-1] + 1 if finished else 0
-    rows = grown_capacity(_capacity(out, layout), needed, store.config.num_models)
+    config = store.config
+    rows = grown_capacity(_capacity(out, layout), needed, config.num_models)
     completed = _fit(_load_flags(out), rows)
+    identities = _fit_identities(_load_identities(out), rows)
     todo = [i for i in finished if not completed[i]]
     if not todo:
         return
     arrays = _open_arrays(out, rows, layout)
+    written: list[int] = []
     for index in todo:
-        mask, outputs, record = store.read_run(f"subset-{index:06d}")
-        arrays["masks"][index] = mask
+        check = store.check_run(f"subset-{index:06d}", config)
+        if not check.ok:
+            quarantine_run_file(check, stream)
+            continue
+        arrays["masks"][index] = check.arrays["mask"]
         for kind in OUTPUT_KINDS:
-            arrays[f"outputs_{kind}"][index] = outputs[kind]
-        arrays["source_accuracy"][index] = record["source_accuracy"]
-        arrays["target_accuracy"][index] = record["target_accuracy"]
+            arrays[f"outputs_{kind}"][index] = check.arrays[f"output__{kind}"]
+        arrays["source_accuracy"][index] = check.record["source_accuracy"]
+        arrays["target_accuracy"][index] = check.record["target_accuracy"]
+        assert check.identity is not None, "a file that was read has an identity"
+        identities[index] = check.identity.as_row()
+        written.append(index)
     for array in arrays.values():
         array.flush()
-    completed[todo] = True
-    atomic_write_npz(out / FLAGS_FILE, {"completed": completed})
+    if written:
+        completed[written] = True
+        atomic_write_npz(out / FLAGS_FILE, {"completed": completed, "identity": identities})
 
 
 def _load_flags(out: Path) -> np.ndarray:
@@ -115,6 +176,24 @@ def _load_flags(out: Path) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     with np.load(path) as archive:
         return archive["completed"].astype(bool)
+
+
+def _load_identities(out: Path) -> np.ndarray:
+    """Per consolidated row, its file's identity (``FileIdentity.as_row``); zeros where unknown."""
+    path = out / FLAGS_FILE
+    if not path.exists():
+        return np.zeros((0, 4), dtype=np.int64)
+    with np.load(path) as archive:
+        if "identity" in archive.files:
+            return archive["identity"].astype(np.int64)
+        return np.zeros((archive["completed"].size, 4), dtype=np.int64)
+
+
+def _fit_identities(identities: np.ndarray, rows: int) -> np.ndarray:
+    fitted = np.zeros((rows, 4), dtype=np.int64)
+    keep = min(rows, identities.shape[0])
+    fitted[:keep] = identities[:keep]
+    return fitted
 
 
 def _fit(flags: np.ndarray, rows: int) -> np.ndarray:
@@ -232,13 +311,18 @@ class StudyResults:
 
     @cached_property
     def baselines(self) -> dict[str, np.ndarray]:
-        """Target accuracy of the baseline runs: ``all_source`` and ``random_init`` backbones."""
+        """Target accuracy of the baseline runs: ``all_source`` and ``random_init`` backbones (a bad
+        file is left out with a message; the study's next ``run`` moves it aside and reruns it)."""
         store = StudyStore.open(self.path)
         found: dict[str, list[float]] = {"all_source": [], "random_init": []}
         for run_id in sorted(store.finished_run_ids()):
             kind = run_id.rsplit("-", 1)[0]
             if kind in found:
-                found[kind].append(store.read_run(run_id)[2]["target_accuracy"])
+                check = store.check_run(run_id)
+                if not check.ok:
+                    print(f"  ignoring {check.path.name}: {check.problem}", file=sys.stderr)
+                    continue
+                found[kind].append(check.record["target_accuracy"])
         return {k: np.asarray(v) for k, v in found.items()}
 
 
@@ -290,14 +374,23 @@ def _read_results(store: StudyStore) -> StudyResults:
         masks[in_arrays] = stored["masks"][run_indices[in_arrays]]
         for name, values in accuracy.items():
             values[in_arrays] = stored[name][run_indices[in_arrays]]
+    config = store.config
+    usable = np.ones(run_indices.size, dtype=bool)
     for position in np.flatnonzero(from_files):
-        mask, record = store.read_run_mask_and_record(f"subset-{run_indices[position]:06d}")
-        masks[position] = mask
+        check = store.check_run(f"subset-{run_indices[position]:06d}", config)
+        if not check.ok:  # left in place by a read-only reader; the study's next `run` moves it aside
+            print(f"  ignoring {check.path.name}: {check.problem}", file=sys.stderr)
+            usable[position] = False
+            continue
+        masks[position] = check.arrays["mask"]
         for name, values in accuracy.items():
-            values[position] = record[name]
+            values[position] = check.record[name]
+    if not usable.all():
+        run_indices, from_files, masks = run_indices[usable], from_files[usable], masks[usable]
+        accuracy = {name: values[usable] for name, values in accuracy.items()}
     return StudyResults(
         path=store.path,
-        config=store.config,
+        config=config,
         metadata=store.metadata,
         run_indices=run_indices,
         masks=masks,

@@ -6,7 +6,11 @@ Layout::
     STUDY/data.npz              the dataset views every worker trains on
     STUDY/runs/<run_id>.npz     one file per finished run, written to a temp name then renamed: mask,
                                 record, the outputs, and the predicted labels (``predicted``, absent
-                                from files written before they were recorded)
+                                from files written before they were recorded); the record holds the
+                                study's results key and a checksum of the file's contents
+    STUDY/runs/<run_id>.failed.json  a run whose every attempt failed: errors and tracebacks
+    STUDY/runs/quarantine/      bad run files moved aside (``integrity``), each with a reason file
+    STUDY/running/<run_id>.json one marker per run in progress (host, pid, start), any executor
     STUDY/consolidated/*.npy    masks, outputs per kind, accuracies: one row per subset run index,
                                 sized to the finished runs; completed.npz flags the rows written
     STUDY/.lock                 held by ``run`` for as long as it adds runs
@@ -24,6 +28,7 @@ import fcntl
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -37,7 +42,8 @@ import numpy as np
 from ..errors import StudyBusyError, StudyMismatchError
 from .atomic import atomic_write_npz, atomic_write_text, remove_temp_files, temp_files
 from .config import NOT_RESULTS, StudyConfig
-from .design import RunSpec
+from .design import RunSpec, design_mask, train_seed
+from .integrity import RESULTS_KEY_FIELD, SUBSET_RUN_ID, RunFileCheck, check_run_file, sealed_record
 from .outputs import OUTPUT_KINDS
 
 STUDY_FILE = "study.json"
@@ -53,6 +59,11 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 """Format 1 differs only in lacking the numerics: it is read as it is and upgraded when extended."""
 LEGACY_TEMP_NAMES = (DATA_FILE + ".tmp",)
+FAILED_SUFFIX = ".failed.json"
+"""``runs/<run_id>.failed.json``: a run whose attempts all failed (never a ``.npz``, so never a result)."""
+RUNNING_DIR = "running"
+MAX_RECORDED_ERRORS = 10
+"""A failure record keeps the latest errors only: a run retried over many invocations stays small."""
 """Fixed temporary names older versions used in the study folder (cleaned like the unique ones)."""
 
 
@@ -143,8 +154,10 @@ class StudyStore:
             store.check_compatible(config, numerics, fingerprints)
             upgrade = store.metadata["format_version"] != FORMAT_VERSION
             if upgrade:
+                previous = [*store.metadata.get("previous_results_keys", []), store.metadata["results_key"]]
                 store.metadata.update(
-                    format_version=FORMAT_VERSION, numerics=numerics, results_key=config.results_key(numerics)
+                    format_version=FORMAT_VERSION, numerics=numerics, results_key=config.results_key(numerics),
+                    previous_results_keys=previous,
                 )
             # Settings outside the results key follow the latest config (more models, another machine).
             latest = config.model_dump(mode="json")
@@ -261,8 +274,39 @@ class StudyStore:
         return {p.stem for p in (self.path / RUNS_DIR).glob("*.npz") if not p.name.startswith(".")}
 
     def finished_subset_indices(self) -> list[int]:
-        """Sorted indices of the subset runs whose files are complete."""
-        return sorted(int(r.split("-")[1]) for r in self.finished_run_ids() if r.startswith("subset-"))
+        """Sorted indices of the subset runs whose files are complete (only files named exactly
+        ``subset-NNNNNN.npz``: a stray copy such as ``subset-000003 (1).npz`` is no run)."""
+        found = (SUBSET_RUN_ID.match(r) for r in self.finished_run_ids())
+        return sorted(int(m.group(1)) for m in found if m is not None)
+
+    def accepted_results_keys(self) -> set[str]:
+        """The results keys a run file of this study may carry: the study's own, any it had before a
+        format upgrade changed it (numerics joined the key in format 2), and for a format-1 study
+        read as it is, the key it gets once upgraded (a ``work`` run may have written that one)."""
+        keys = {self.metadata["results_key"], *self.metadata.get("previous_results_keys", [])}
+        if self.metadata["format_version"] == 1:
+            numerics = self.numerics
+            if numerics is not None:
+                keys.add(self.config.results_key(numerics))
+        return keys
+
+    def check_run(self, run_id: str, config: StudyConfig | None = None) -> RunFileCheck:
+        """Read a run file whole and check it (``integrity.check_run_file``). A subset-run file from
+        before run files recorded their results key must also hold the mask and seed the study's
+        design gives its index, which catches another study's file of that age. ``config``: the
+        study's, when the caller already has it."""
+        check = check_run_file(self.run_path(run_id), self.accepted_results_keys())
+        match = SUBSET_RUN_ID.match(run_id)
+        if not check.ok or match is None or RESULTS_KEY_FIELD in check.record:
+            return check
+        config = config or self.config
+        index = int(match.group(1))
+        mask = check.arrays["mask"]
+        expected = design_mask(config, index, mask.shape[0])
+        if not np.array_equal(mask, expected) or check.record.get("seed") != train_seed(config, index):
+            check.problem = "its mask or seed is not the one this study's design gives that run: another study's file"
+            check.arrays, check.record = {}, {}
+        return check
 
     def remove_partial_files(self) -> int:
         """Delete temp files that killed writers left in ``runs/`` and the study folder (never a
@@ -273,6 +317,7 @@ class StudyStore:
         to a live writer. ``consolidated/`` is cleaned by ``consolidate`` under its own lock.
         """
         removed = remove_temp_files(self.path / RUNS_DIR) + remove_temp_files(self.path)
+        removed += remove_temp_files(self.path / RUNNING_DIR)
         for name in LEGACY_TEMP_NAMES:
             legacy = self.path / name
             if legacy.is_file():
@@ -283,13 +328,53 @@ class StudyStore:
     def write_run(
         self, spec: RunSpec, outputs: dict[str, np.ndarray], record: dict[str, Any], predicted: np.ndarray | None = None
     ) -> None:
-        """One run's file; ``predicted`` (the run's predicted labels) is stored when given."""
-        arrays: dict[str, Any] = {f"output__{k}": outputs[k] for k in OUTPUT_KINDS}
-        arrays["mask"] = spec.mask
+        """One run's file; ``predicted`` (the run's predicted labels) is stored when given.
+
+        The record carries the study's results key and a checksum of the whole payload
+        (``integrity``), so that a foreign or altered file is recognised; a failure record of the
+        run, left by earlier attempts, is removed once the file is in place."""
+        arrays: dict[str, Any] = {f"output__{k}": np.asarray(outputs[k]) for k in OUTPUT_KINDS}
+        arrays["mask"] = np.asarray(spec.mask)
         if predicted is not None:
             arrays[PREDICTED_MEMBER] = np.asarray(predicted, dtype=np.int16)
-        arrays["record"] = np.asarray(json.dumps({"run_id": spec.run_id, "kind": spec.kind, "index": spec.index, "seed": spec.seed, **record}))
+        fields = {"run_id": spec.run_id, "kind": spec.kind, "index": spec.index, "seed": spec.seed, **record}
+        fields[RESULTS_KEY_FIELD] = self.metadata["results_key"]
+        arrays["record"] = np.asarray(json.dumps(sealed_record(arrays, fields)))
         atomic_write_npz(self.run_path(spec.run_id), arrays)
+        self.failure_path(spec.run_id).unlink(missing_ok=True)
+
+    # ---- failed runs and runs in progress ---------------------------------------------------
+    def failure_path(self, run_id: str) -> Path:
+        return failure_path(self.path, run_id)
+
+    def failures(self) -> dict[str, dict[str, Any]]:
+        """The failure record of every run that failed and has no file since (unreadable records are
+        reported as such rather than hidden)."""
+        finished = self.finished_run_ids()
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted((self.path / RUNS_DIR).glob(f"*{FAILED_SUFFIX}")):
+            run_id = path.name[: -len(FAILED_SUFFIX)]
+            if run_id.startswith(".") or run_id in finished:
+                continue
+            try:
+                found[run_id] = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                found[run_id] = {"run_id": run_id, "attempts": None, "last_error": f"unreadable failure record: {exc}"}
+        return found
+
+    def running(self) -> dict[str, dict[str, Any]]:
+        """The markers of runs in progress (``mark_running``), by run id, whether or not their
+        process still lives: judging that is the reader's (``pipeline.status``)."""
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted((self.path / RUNNING_DIR).glob("*.json")):
+            if path.name.startswith("."):
+                continue
+            try:
+                found[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # a marker being replaced or removed right now
+        return found
+
 
     def read_run(self, run_id: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
         with np.load(self.run_path(run_id), allow_pickle=False) as archive:
@@ -352,3 +437,68 @@ def consolidation_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def failure_path(study_dir: Path, run_id: str) -> Path:
+    return Path(study_dir) / RUNS_DIR / f"{run_id}{FAILED_SUFFIX}"
+
+
+def record_failure(study_dir: Path, run_id: str, errors: list[dict[str, Any]], max_attempts: int) -> Path:
+    """Mark ``run_id`` failed after its attempts of one invocation all failed; ``errors``: one entry
+    per attempt (``error``, ``traceback``, ``timed_out``, ``when``).
+
+    Earlier invocations' attempts are added up, so the record says how often the run has failed in
+    all. The record is written atomically beside the run files: a run is failed exactly while this
+    file exists and its ``.npz`` does not (``write_run`` removes it on success)."""
+    path = failure_path(study_dir, run_id)
+    previous: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError):
+            previous = {}
+    history = (list(previous.get("errors", [])) + errors)[-MAX_RECORDED_ERRORS:]
+    last = errors[-1]
+    record = {
+        "run_id": run_id,
+        "attempts": int(previous.get("attempts") or 0) + len(errors),
+        "invocations": int(previous.get("invocations") or 0) + 1,
+        "max_attempts": max_attempts,
+        "last_error": last["error"],
+        "timed_out": bool(last.get("timed_out", False)),
+        "traceback": last.get("traceback"),
+        "when": last.get("when"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "errors": history,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2))
+    return path
+
+
+def mark_running(study_dir: Path, run_id: str) -> Path:
+    """Say that ``run_id`` is in progress here: ``running/<run_id>.json`` with host, pid and start.
+
+    Written by the worker itself, so it serves every executor (a pool, Ray, a SLURM array task, a
+    shell loop of ``work``). Renamed into place but not fsynced: a marker lost in a power cut only
+    hides a run that is no longer running anyway."""
+    folder = Path(study_dir) / RUNNING_DIR
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{run_id}.json"
+    temp = folder / f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    temp.write_text(json.dumps({"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}))
+    os.replace(temp, path)
+    return path
+
+
+def clear_running(study_dir: Path, run_id: str) -> None:
+    """Remove this process's marker of ``run_id`` (a marker another process has since written for
+    the same run is left alone)."""
+    path = Path(study_dir) / RUNNING_DIR / f"{run_id}.json"
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if marker.get("pid") == os.getpid() and marker.get("host") == socket.gethostname():
+        path.unlink(missing_ok=True)

@@ -17,9 +17,17 @@ from ..study.design import RunSpec
 from ..study.outputs import output_kinds_from_logits, predicted_labels
 from ..study.views import StudyData
 from .device import select_device
-from .models import SmallCNN, build_model
-from .source import TrainSettings, accuracy, to_float_images, train_classifier
-from .transfer import LinearHead, extract_features
+from .models import RESNET_LAYOUTS, TransferModel, build_model
+from .source import (
+    Batches,
+    LoaderBatches,
+    TensorBatches,
+    TrainSettings,
+    accuracy,
+    to_float_images,
+    train_classifier,
+)
+from .transfer import LinearHead, extract_features, fine_tune_logits, sgd_head_logits
 
 
 @dataclass
@@ -38,8 +46,10 @@ class Worker:
         self.config = config
         self.data = data
         self.device = device or select_device(config.execution.device)
-        self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
-        self.source_x = self._images(data.source_train.images)
+        self._memory_format = self._choose_memory_format()
+        self._streamed = config.train.loader_workers > 0
+        # Streamed sources stay uint8 in host memory; small ones live on the device as one float tensor.
+        self.source_x = None if self._streamed else self._images(data.source_train.images)
         self.source_y = torch.from_numpy(data.source_train.labels).to(self.device)
         self.holdout_x = self._images(data.source_holdout.images)
         self.holdout_y = torch.from_numpy(data.source_holdout.labels).to(self.device)
@@ -48,13 +58,25 @@ class Worker:
         self.num_classes = data.source_train.num_classes
         self.num_target_classes = data.target_test.num_classes
 
+    def _choose_memory_format(self) -> torch.memory_format:
+        """channels_last on CPU (2× faster for the small CNN) and for ResNets on CUDA, where it is the
+        layout tensor cores read under bf16 autocast; ``train.memory_format`` overrides."""
+        requested = self.config.train.memory_format
+        if requested == "channels_last":
+            return torch.channels_last
+        if requested == "contiguous":
+            return torch.contiguous_format
+        if self.device.type == "cpu" or self.config.model.arch in RESNET_LAYOUTS:
+            return torch.channels_last
+        return torch.contiguous_format
+
     def _images(self, images_u8: np.ndarray) -> torch.Tensor:
         return to_float_images(images_u8, self.device).contiguous(memory_format=self._memory_format)
 
-    def _new_model(self, num_outputs: int) -> SmallCNN:
+    def _new_model(self, num_outputs: int) -> TransferModel:
         c, h, _ = self.data.source_train.image_shape
         m = self.config.model
-        model = build_model(m.arch, max(num_outputs, 1), c, h, m.channels, m.feature_dim)
+        model = build_model(m.arch, max(num_outputs, 1), c, h, m.channels, m.feature_dim, m.hidden_dim, m.stem)
         return model.to(self.device, memory_format=self._memory_format)
 
     def run(self, spec: RunSpec) -> RunResult:
@@ -68,43 +90,116 @@ class Worker:
             model, source_accuracy = self._train_source(model, classes, spec.seed)
         seconds["train"] = time.perf_counter() - start
         start = time.perf_counter()
-        outputs, predicted, target_accuracy = self._transfer(model)
+        outputs, predicted, target_accuracy = self._transfer(model, spec.seed)
         seconds["transfer"] = time.perf_counter() - start
         return RunResult(spec, outputs, source_accuracy, target_accuracy, seconds, predicted)
 
-    def _train_source(self, model: SmallCNN, classes: np.ndarray, seed: int) -> tuple[SmallCNN, float]:
+    def _train_source(self, model: TransferModel, classes: np.ndarray, seed: int) -> tuple[TransferModel, float]:
         remap = torch.full((self.num_classes,), -1, dtype=torch.long, device=self.device)
         remap[torch.from_numpy(classes).to(self.device)] = torch.arange(len(classes), device=self.device)
         train_rows = remap[self.source_y] >= 0
         holdout_rows = remap[self.holdout_y] >= 0
-        t = self.config.train
         generator = torch.Generator().manual_seed(seed + 1)
         train_classifier(
             model,
-            self.source_x[train_rows],
-            remap[self.source_y[train_rows]],
-            TrainSettings(t.epochs, t.batch_size, t.lr, t.weight_decay),
+            self._source_batches(remap, train_rows),
+            None,
+            source_settings(self.config),
             generator,
             amp=self.config.execution.amp,
         )
         source_accuracy = accuracy(model, self.holdout_x[holdout_rows], remap[self.holdout_y[holdout_rows]])
         return model, source_accuracy
 
-    def _transfer(self, model: SmallCNN) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+    def _source_batches(self, remap: torch.Tensor, train_rows: torch.Tensor) -> Batches:
+        """The subset's training examples: a DataLoader over the uint8 images when streamed."""
+        labels = remap[self.source_y]
+        if not self._streamed:
+            return TensorBatches(self.source_x[train_rows], labels[train_rows])
+        rows = train_rows.cpu().numpy()
+        return LoaderBatches(
+            self.data.source_train.images,
+            labels.cpu().numpy(),
+            self.device,
+            self.config.train.loader_workers,
+            self._memory_format,
+            rows=np.flatnonzero(rows),
+        )
+
+    def _transfer(self, model: TransferModel, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
         """Fit one head per few-shot training set and average each output kind over the heads; the
         predicted labels are those of the heads' mean probabilities."""
-        train_features = extract_features(model, self.target_train_x)
-        test_features = extract_features(model, self.target_test_x)
+        t = self.config.transfer
+        needs_features = t.mode == "fixed_feature" and t.batchnorm == "freeze"
+        if needs_features:
+            train_features = extract_features(model, self.target_train_x)
+            test_features = extract_features(model, self.target_test_x)
         labels = self.data.target_train.labels
         heads = self.data.target_train_heads
         per_head = []
         per_head_logits = []
         for h in range(int(heads.max()) + 1):
-            head = LinearHead(self.config.transfer.head_l2, self.config.transfer.head_max_iter)
             rows = heads == h
-            head.fit(train_features[rows], labels[rows], self.num_target_classes)
-            logits = head.logits(test_features)
+            generator = torch.Generator().manual_seed(seed + 2 + h)
+            if needs_features and t.head == "lbfgs":
+                head = LinearHead(t.head_l2, t.head_max_iter)
+                head.fit(train_features[rows], labels[rows], self.num_target_classes)
+                logits = head.logits(test_features)
+            elif needs_features:
+                logits = sgd_head_logits(
+                    train_features[rows], labels[rows], test_features, self.num_target_classes,
+                    transfer_settings(self.config), generator, self.device,
+                )
+            else:
+                logits = fine_tune_logits(
+                    model,
+                    self.target_train_x[torch.from_numpy(np.flatnonzero(rows)).to(self.device)],
+                    torch.from_numpy(labels[rows]).to(self.device),
+                    self.target_test_x,
+                    self.num_target_classes,
+                    transfer_settings(self.config),
+                    generator,
+                    train_backbone=t.mode == "full_finetune",
+                    amp=self.config.execution.amp,
+                )
             per_head_logits.append(logits)
             per_head.append(output_kinds_from_logits(logits, self.data.target_test.labels))
         outputs = {k: np.mean([o[k] for o in per_head], axis=0).astype(np.float32) for k in per_head[0]}
         return outputs, predicted_labels(per_head_logits), float(outputs["correct"].mean())
+
+
+def source_settings(config: StudyConfig) -> TrainSettings:
+    """Algorithm A's loop settings from ``train`` (the demo's Adam/one-cycle unless the paper's recipe is set)."""
+    t = config.train
+    return TrainSettings(
+        t.epochs,
+        t.batch_size,
+        t.lr,
+        t.weight_decay,
+        optimizer=t.optimizer,
+        momentum=t.momentum,
+        nesterov=t.nesterov,
+        lr_schedule=t.lr_schedule,
+        lr_peak_epoch=t.lr_peak_epoch,
+        label_smoothing=t.label_smoothing,
+        augment=t.augment,
+        crop_scale=t.crop_scale,
+    )
+
+
+def transfer_settings(config: StudyConfig) -> TrainSettings:
+    """The SGD transfer loop (sgd head, full fine-tuning): the paper trains it like the source, with a
+    triangular cyclic rate; ``batchnorm: freeze`` keeps the source's BatchNorm statistics."""
+    t = config.transfer
+    return TrainSettings(
+        t.epochs,
+        t.batch_size,
+        t.lr,
+        t.weight_decay,
+        optimizer="sgd",
+        momentum=t.momentum,
+        lr_schedule="triangular",
+        lr_peak_epoch=t.lr_peak_epoch,
+        augment=t.augment,
+        frozen_batchnorm=t.batchnorm == "freeze",
+    )
