@@ -322,3 +322,33 @@ def test_work_killed_mid_run_leaves_no_file_and_a_second_call_finishes_it(study:
     assert code == 0, out
     assert "subset-000001 done in" in out
     assert open_study(study).num_models == BASE_MODELS
+
+
+# ---- one GPU per worker process ---------------------------------------------------------------
+
+
+def test_each_worker_process_sees_its_own_gpu(study: Path, monkeypatch) -> None:
+    """``execution.gpus`` hands one id per worker as CUDA_VISIBLE_DEVICES (recorded in each run file);
+    on this CPU machine the runs still train on the CPU, which the variable does not touch."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    config = config_with(num_models=14, **{"execution.executor": "process", "execution.gpus": ["7", "9"]})
+    from transfer_influence.execute import make_executor
+
+    executor = make_executor(config, study, 6)
+    assert isinstance(executor, ProcessExecutor) and executor.workers == 2 and executor.gpus == ["7", "9"]
+    run_study(config, study, progress=False, stream=io.StringIO())
+    store = StudyStore.open(study)
+    seen = {}
+    for index in range(BASE_MODELS, 14):
+        record = store.read_run_mask_and_record(f"subset-{index:06d}")[1]
+        seen.setdefault(record["cuda_visible_devices"], set()).add(record["pid"])
+    assert set(seen) == {"7", "9"}  # both GPUs used, each by its own worker process(es)
+    assert not seen["7"] & seen["9"]
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # the driver's own environment is left as it was
+
+
+def test_no_gpu_ids_on_a_cpu_study(study: Path) -> None:
+    from transfer_influence.execute import make_executor, worker_gpus
+
+    config = config_with(num_models=9, **{"execution.executor": "process"})
+    assert worker_gpus(config) == [] and make_executor(config, study, 4).gpus == []

@@ -15,6 +15,7 @@ from typing import IO
 from ..study.config import StudyConfig
 from .base import AttemptLedger, Executor, ProgressCallback, RunFailedError, RunSummary
 from .process import ProcessExecutor, default_workers
+from ..train.device import resolved_device_type, visible_gpus
 from .serial import SerialExecutor
 from .sweep import SweepReport, run_sweep
 
@@ -37,10 +38,22 @@ def make_executor(config: StudyConfig, study_dir: Path, num_specs: int, stream: 
         from .slurm_executor import SlurmExecutor
 
         return SlurmExecutor(study_dir, config, stream)
+    gpus = worker_gpus(config)
     workers = execution.workers if isinstance(execution.workers, int) else default_workers(execution.threads_per_worker)
-    if execution.device == "cuda":
-        workers = 1 if execution.workers == "auto" else workers
-    return ProcessExecutor(study_dir, config, max(1, min(workers, num_specs)), stream)
+    if gpus and execution.workers == "auto":
+        workers = len(gpus)  # one worker per GPU
+    return ProcessExecutor(study_dir, config, max(1, min(workers, num_specs)), stream, gpus)
+
+
+def worker_gpus(config: StudyConfig) -> list[str]:
+    """The GPU ids the process pool hands out, one per worker: ``execution.gpus``, else every visible
+    GPU when the study runs on CUDA; none on CPU."""
+    execution = config.execution
+    if execution.gpus is not None:
+        return list(execution.gpus)
+    if resolved_device_type(execution.device) != "cuda":
+        return []
+    return visible_gpus()
 
 
 def _local_ray_cpus(config: StudyConfig) -> int:

@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator
 
 from ..errors import RunFailedError
 from ..study.config import StudyConfig
@@ -52,6 +53,7 @@ class _WorkerHandle:
     process: BaseProcess
     conn: Connection
     ready: bool = False
+    gpu: str | None = None
     spec: RunSpec | None = None
     deadline: float | None = None
 
@@ -79,15 +81,24 @@ class ProcessExecutor:
     config: StudyConfig
     workers: int
     stream: IO[str] | None = None
+    gpus: list[str] = field(default_factory=list)
+    """GPU ids handed out one per worker process (``CUDA_VISIBLE_DEVICES``); empty: none set."""
 
     def execute(self, specs: list[RunSpec], on_done: ProgressCallback) -> list[RunSummary]:
         ledger = AttemptLedger.from_config(self.config.execution, self.stream, self.study_dir)
         scheduler = _Scheduler(self, deque(specs), on_done, ledger)
         return scheduler.run()
 
-    def spawn_worker(self) -> _WorkerHandle:
+    def spawn_worker(self, gpu: str | None = None) -> _WorkerHandle:
+        """A new worker process; with ``gpu`` it sees only that GPU (as its device 0)."""
         # glibc reads its tunables at process start: set them before the worker is spawned.
         os.environ.setdefault("GLIBC_TUNABLES", GLIBC_TUNABLES)
+        with _environment("CUDA_VISIBLE_DEVICES", gpu):
+            handle = self._spawn()
+        handle.gpu = gpu
+        return handle
+
+    def _spawn(self) -> _WorkerHandle:
         context = get_context("spawn")
         parent_end, child_end = context.Pipe(duplex=True)
         process = context.Process(
@@ -142,8 +153,16 @@ class _Scheduler:
         if not self._wants_more():
             return False
         while len(self.workers) < min(size, len(self.queue) + len(self._busy())):
-            self.workers.append(self.executor.spawn_worker())
+            self.workers.append(self.executor.spawn_worker(self._free_gpu()))
         return True
+
+    def _free_gpu(self) -> str | None:
+        """The GPU held by the fewest live workers (a replacement takes its dead predecessor's)."""
+        gpus = self.executor.gpus
+        if not gpus:
+            return None
+        held = [w.gpu for w in self.workers]
+        return min(gpus, key=lambda g: (held.count(g), gpus.index(g)))
 
     def _assign(self) -> None:
         for worker in list(self.workers):
@@ -265,3 +284,21 @@ class _Scheduler:
                 worker.process.join(max(0.0, deadline - time.monotonic()))
             worker.kill()
         self.workers.clear()
+
+
+@contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """Set (or leave alone, for None) one variable of this process's environment while a worker is
+    spawned: a spawned child copies the parent's environment when it starts."""
+    if value is None:
+        yield
+        return
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

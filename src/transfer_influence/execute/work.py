@@ -67,6 +67,7 @@ def _execute_marked(store: Any, spec: RunSpec) -> RunSummary:
         "target_accuracy": result.target_accuracy,
         "seconds": result.seconds,
         "pid": os.getpid(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "finished": time.time(),
     }
     store.write_run(spec, result.outputs, record, result.predicted)

@@ -272,6 +272,11 @@ class ExecutionConfig(_Strict):
     threads_per_worker: int = Field(default=1, ge=1)
     max_attempts: int = Field(default=3, ge=1, description="tries per run before the study stops")
     device: Literal["auto", "cpu", "cuda"] = "cpu"
+    gpus: list[str] | None = Field(
+        default=None,
+        description="process executor: GPU ids handed out one per worker process as CUDA_VISIBLE_DEVICES "
+        "(null: every visible GPU when the device is CUDA; none on CPU)",
+    )
     amp: bool = False
     stop_reliability: float | None = Field(
         default=None,

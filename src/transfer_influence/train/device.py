@@ -32,6 +32,19 @@ def resolved_device_type(requested: str) -> str:
     return select_device(requested).type
 
 
+def visible_gpus() -> list[str]:
+    """Ids of the GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` when set, else every device
+    torch sees (none without CUDA)."""
+    import os
+
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
 def set_threads(threads: int) -> None:
     """Torch intra-op threads of this process (workers: one each; more processes beat more threads)."""
     import torch
