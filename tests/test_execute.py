@@ -293,6 +293,21 @@ def test_work_runs_one_run_from_the_stored_config_and_is_idempotent(study: Path,
     )
 
 
+def test_work_reruns_a_corrupt_run_file_after_moving_it_aside(study: Path, capsys) -> None:
+    """An external scheduler's task finds a truncated file where its run should be: not a finished
+    run, so it is quarantined with its reason and the run is trained again."""
+    store = StudyStore.open(study)
+    path = store.run_path("subset-000001")
+    _, outputs, _ = store.read_run("subset-000001")
+    path.write_bytes(path.read_bytes()[:200])
+    assert cli_main(["work", str(study), "--index", "1"]) == 0
+    assert "subset-000001 done in" in capsys.readouterr().out
+    assert store.check_run("subset-000001").ok
+    np.testing.assert_array_equal(store.read_run("subset-000001")[1]["p_true"], outputs["p_true"])
+    moved = [p for p in (study / "runs" / "quarantine").iterdir() if p.name.startswith("subset-000001")]
+    assert any(p.name.endswith(".reason.txt") for p in moved) and len(moved) == 2
+
+
 def test_work_refuses_an_index_the_study_does_not_plan_and_a_missing_study(study: Path, tmp_path: Path, capsys) -> None:
     assert cli_main(["work", str(study), "--index", str(BASE_MODELS)]) == 2
     err = capsys.readouterr().err

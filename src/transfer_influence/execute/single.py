@@ -18,6 +18,7 @@ from typing import IO, get_args
 from ..errors import InputError
 from ..study.config import StudyConfig
 from ..study.design import RunKind, RunSpec, baseline_runs, subset_runs
+from ..study.integrity import quarantine_run_file
 from ..study.store import StudyStore
 from ..train.device import resolved_device_type
 from .base import RunSummary
@@ -60,7 +61,11 @@ def run_single(study_dir: str | Path, kind: str, index: int, stream: IO[str] | N
     spec = run_spec_for(config, len(store.metadata["class_names"]), kind, index)
     path = store.run_path(spec.run_id)
     if path.exists():
-        return SingleRunOutcome(spec.run_id, path, None)
+        check = store.check_run(spec.run_id, config)
+        if check.ok:
+            return SingleRunOutcome(spec.run_id, path, None)
+        # A truncated, corrupt or foreign file is not a finished run: moved aside, then run again.
+        quarantine_run_file(check, stream)
     # The stored config is the study's own, but this machine may resolve another device type or
     # autocast than the study's runs used: refused, as `run` refuses it, rather than mixed in.
     numerics = config.run_numerics(resolved_device_type(config.execution.device))
