@@ -103,6 +103,20 @@ class AttemptLedger:
         outcome = "retrying" if will_retry else "not retried now: the study is stopping (a resume runs it)"
         self._report(f"run {run_id} attempt {attempt} of {self.max_attempts} failed: {reason}; {outcome}")
 
+    def attempt_failed(
+        self, run_id: str, reason: str, will_retry: bool, timed_out: bool = False, traceback: str | None = None
+    ) -> RunFailedError | None:
+        """:meth:`timed_out` or :meth:`failed`, for an executor's event loop: the error that ends the
+        study is returned (to be raised once the runs in flight have finished), not raised."""
+        try:
+            if timed_out:
+                self.timed_out(run_id, will_retry)
+            else:
+                self.failed(run_id, reason, will_retry, traceback=traceback)
+        except RunFailedError as error:
+            return error
+        return None
+
     def _report(self, message: str) -> None:
         LOGGER.warning(message)
         if self.stream is not None:

@@ -250,15 +250,10 @@ class _Scheduler:
     ) -> None:
         """Count the attempt; retry the run first (it fails fast if it keeps failing) unless stopping."""
         retry = not self.stopping
-        try:
-            if timed_out:
-                self.ledger.timed_out(spec.run_id, will_retry=retry)
-            else:
-                self.ledger.failed(spec.run_id, reason, will_retry=retry, traceback=traceback)
-        except RunFailedError as error:
+        error = self.ledger.attempt_failed(spec.run_id, reason, retry, timed_out, traceback)
+        if error is not None:
             self._fail(error)
-            return
-        if retry:
+        elif retry:
             self.queue.appendleft(spec)
 
     def _fail(self, error: RunFailedError) -> None:

@@ -329,14 +329,9 @@ class _RayScheduler:
         self, spec: RunSpec, reason: str = "", timed_out: bool = False, traceback: str | None = None
     ) -> None:
         retry = not self.stopping
-        try:
-            if timed_out:
-                self.ledger.timed_out(spec.run_id, will_retry=retry)
-            else:
-                self.ledger.failed(spec.run_id, reason, will_retry=retry, traceback=traceback)
-        except RunFailedError as error:
+        error = self.ledger.attempt_failed(spec.run_id, reason, retry, timed_out, traceback)
+        if error is not None:
             self.error = self.error or error
             self.stopping = True
-            return
-        if retry:
+        elif retry:
             self.queue.appendleft(spec)
