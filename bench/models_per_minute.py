@@ -92,8 +92,10 @@ def _init(data_path: str, config_json: str, variant: str) -> None:
     worker = Worker(config, load_study_data(Path(data_path)))
     if variant == "plain":
         worker._memory_format = torch.contiguous_format
-        for name in ("source_x", "holdout_x", "target_train_x", "target_test_x"):
+        for name in ("source_x", "holdout_x"):
             setattr(worker, name, getattr(worker, name).contiguous())
+        for target in worker.targets.values():
+            target.train_x, target.test_x = target.train_x.contiguous(), target.test_x.contiguous()
         worker._train_source = _plain_train_source.__get__(worker)
         worker._new_model = _plain_model.__get__(worker)
     _state["worker"] = worker

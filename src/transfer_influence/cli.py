@@ -28,6 +28,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="stop early once the split-half Spearman of the class × target-class influences reaches R")
 
 
+TARGET_HELP = ("the study's target to analyse, by its name (target.name / extra_targets[].name in the config; "
+               "default: the primary target)")
+
+
+def _add_target_option(parser: argparse.ArgumentParser, flag: str = "--target") -> None:
+    """``--target NAME`` (``--target-set NAME`` where ``--target`` already means something else)."""
+    parser.add_argument(flag, dest="target_set", metavar="NAME", help=TARGET_HELP)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transfer-influence",
@@ -76,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     infl.add_argument("--partial", action="store_true",
                       help="estimate from the runs finished so far, while the study is still running")
     infl.add_argument("--fdr", type=float, default=0.1, help="false-discovery rate for the significant-class list")
+    _add_target_option(infl)
 
     diag = sub.add_parser("diagnose", help="convergence diagnostics: split-half, bootstrap, held-out, knockoff FDR")
     diag.add_argument("study", type=Path)
@@ -83,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     diag.add_argument("--estimators", default="dim,ridge")
     diag.add_argument("--target", type=float, default=0.8, help="split-half Spearman to project the model count for")
     diag.add_argument("--partial", action="store_true", help="allow a study that is still running")
+    _add_target_option(diag, "--target-set")
 
     plan = sub.add_parser("plan", help="run short pilots and recommend alpha, design and number of models for a budget")
     plan.add_argument("config", type=Path)
@@ -97,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("study", type=Path)
     report.add_argument("--kind", help="output kind (default: the config's analysis.output_kind)")
     report.add_argument("--estimator", choices=["dim", "ridge"], help="default: the config's analysis.estimator")
+    _add_target_option(report)
 
     project = sub.add_parser("project", help="target images a source class influences most, or the source classes "
                              "behind the images of a target class (paper §4.1)")
@@ -109,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     project.add_argument("--estimator", choices=["dim", "ridge"], help="default: the study's analysis.estimator")
     project.add_argument("--out", type=Path, help="directory for the PNG and CSV (default: STUDY/projection)")
     project.add_argument("--partial", action="store_true", help="use the runs finished so far")
+    _add_target_option(project)
 
     explain = sub.add_parser("explain", help="the most negative source classes of a target image, or of the most "
                              "often mispredicted ones (paper §4.2)")
@@ -121,6 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--estimator", choices=["dim", "ridge"], help="default: the study's analysis.estimator")
     explain.add_argument("--out", type=Path, help="directory for the PNG and CSV (default: STUDY/explain)")
     explain.add_argument("--partial", action="store_true", help="use the runs finished so far")
+    explain.add_argument("--target-set", dest="target_set", metavar="NAME", help="the study's target dataset, by its "
+                         "name (default: the primary target); --target names an image of it")
 
     demo = sub.add_parser("demo", help="run the embedded default study (glyphs + clothing → MNIST digits) and its report")
     demo.add_argument("--out", type=Path, default=Path("demo-study"))
@@ -140,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     cf.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
     cf.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     cf.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_target_option(cf)
     whatif = sub.add_parser("whatif", help="predict the full source's target accuracy without some classes, "
                             "from the study's datamodel, before retraining")
     whatif.add_argument("study", type=Path)
@@ -150,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     whatif.add_argument("--scaling", choices=["dilution", "none"], default="dilution",
                         help="class effects in the full source: scaled by their share of it (dilution) or not")
     whatif.add_argument("--partial", action="store_true", help="use the runs finished so far")
+    _add_target_option(whatif)
     hp = sub.add_parser("handpicked", help="retrain on only the source classes related to the target classes "
                         "and compare with the full source (paper App. A.4; resumable)")
     hp.add_argument("study", type=Path, help="a study directory")
@@ -160,9 +177,11 @@ def _parser() -> argparse.ArgumentParser:
     hp.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
     hp.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     hp.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_target_option(hp)
     cmp = sub.add_parser("compare-rankings", help="compare the counterfactual sweeps of a study's own ranking and "
                          "of rankings from other studies (--ranking-from), paired seed by seed")
     cmp.add_argument("study", type=Path, help="a study directory with counterfactual sweeps")
+    _add_target_option(cmp)
     _add_verify_parser(sub)
     return parser
 
@@ -186,6 +205,8 @@ def _add_verify_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
     verify.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
     verify.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     verify.add_argument("--quiet", action="store_true", help="no progress output")
+    verify.add_argument("--target-set", dest="target_set", metavar="NAME", help="the study's target dataset, by its "
+                        "name (default: the primary target); --target names an image of it")
 
 
 def _apply_overrides(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
@@ -258,12 +279,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_finished(study: Path, partial: bool):  # type: ignore[no-untyped-def]
-    """The study's results; an unfinished study needs ``--partial`` so that nobody mistakes an
-    anytime estimate for the final one."""
+def _open_finished(study: Path, partial: bool, target: str | None = None):  # type: ignore[no-untyped-def]
+    """The study's results on its target ``target`` (None: the primary); an unfinished study needs
+    ``--partial`` so that nobody mistakes an anytime estimate for the final one."""
     from .study.results import open_study
 
-    results = open_study(study)
+    results = open_study(study, target=target)
     planned = results.config.num_models
     if results.num_models < planned:
         if not partial:
@@ -277,6 +298,16 @@ def _open_finished(study: Path, partial: bool):  # type: ignore[no-untyped-def]
     return results
 
 
+def _target_folder(results, folder: Path) -> Path:  # type: ignore[no-untyped-def]
+    """``folder`` for the primary target; ``folder/<name>`` for another, so targets never mix."""
+    return folder if results.target_name == results.target_names[0] else folder / results.target_name
+
+
+def _target_line(results) -> str:  # type: ignore[no-untyped-def]
+    """', target NAME' for a study with several targets (nothing for a one-target study)."""
+    return f", target {results.target_name}" if len(results.target_names) > 1 else ""
+
+
 def _cmd_influence(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -284,10 +315,10 @@ def _cmd_influence(args: argparse.Namespace) -> int:
     from .evaluate.fdr import significant_classes
     from .report.tables import write_overall_csv, write_per_target_csv
 
-    results = _open_finished(args.study, args.partial)
+    results = _open_finished(args.study, args.partial, args.target_set)
     kind = args.kind or results.config.analysis.output_kind
     estimator = args.estimator or results.config.analysis.estimator
-    out = args.out or args.study / "influence"
+    out = args.out or _target_folder(results, args.study / "influence")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     overall = overall_influence(results, kind, estimator)
@@ -300,8 +331,8 @@ def _cmd_influence(args: argparse.Namespace) -> int:
     np.save(out / f"example_values_{suffix}.npy", examples.values)
     np.save(out / f"example_stderr_{suffix}.npy", examples.stderr)
     order = ranked(overall)
-    print(f"{results.num_models} models, {len(results.class_names)} classes, {len(results.target_ids)} targets, "
-          f"output {kind}, estimator {estimator}; estimated in {seconds:.2f} s")
+    print(f"{results.num_models} models, {len(results.class_names)} classes, {len(results.target_ids)} targets"
+          f"{_target_line(results)}, output {kind}, estimator {estimator}; estimated in {seconds:.2f} s")
     half = overall.critical_value(0.95)
     for title, rows in (("most positive", order[: args.top]), ("most negative", order[-args.top :][::-1])):
         print(f"{title} overall influence (± 95% interval):")
@@ -317,13 +348,13 @@ def _cmd_influence(args: argparse.Namespace) -> int:
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     from .analysis.convergence import diagnose
 
-    results = _open_finished(args.study, args.partial)
+    results = _open_finished(args.study, args.partial, args.target_set)
     kinds = results.output_kinds if args.kinds == "all" else tuple(args.kinds.split(","))
     estimators = tuple(args.estimators.split(","))
     started = time.perf_counter()
     diag = diagnose(results, kinds, estimators, primary=(kinds[0], estimators[0]), target_reliability=args.target)
-    out = args.study / "report"
-    out.mkdir(exist_ok=True)
+    out = _target_folder(results, args.study / "report")
+    out.mkdir(parents=True, exist_ok=True)
     diag.save(out / "diagnostics.json")
     rows = diag.table()
     key = f"models_for_split_half_{args.target:g}"
@@ -353,7 +384,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report.build import build_report
 
-    report = build_report(args.study, kind=args.kind, estimator=args.estimator)
+    report = build_report(args.study, kind=args.kind, estimator=args.estimator, target=args.target_set)
     print(f"report: {report.html_path}")
     return 0
 
@@ -376,16 +407,16 @@ def _cmd_project(args: argparse.Namespace) -> int:
     from .report.projection_tables import file_stem, write_source_projection_csv, write_target_projection_csv
 
     check_top(args.top)
-    results = _open_finished(args.study, args.partial)
+    results = _open_finished(args.study, args.partial, args.target_set)
     kind, estimator = _analysis_choice(results, args)
     if args.source_class is not None:
         find_source_class(results.class_names, args.source_class)
     else:
         find_target_class(results.target_class_names, args.target_class)
-    out = args.out or args.study / "projection"
+    out = args.out or _target_folder(results, args.study / "projection")
     out.mkdir(parents=True, exist_ok=True)
     influence = example_influence(results, kind, estimator)
-    images = load_study_images(args.study)
+    images = load_study_images(args.study, results.target_name)
     print(f"{results.num_models} models, output {kind}, estimator {estimator}")
     if args.source_class is not None:
         projection = project_source_class(
@@ -420,7 +451,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     check_top(args.top)
     if args.count < 1:
         raise InputError(f"--count must be at least 1 (got {args.count})")
-    results = _open_finished(args.study, args.partial)
+    results = _open_finished(args.study, args.partial, args.target_set)
     kind, estimator = _analysis_choice(results, args)
     if args.target:
         columns = [find_target(results, target) for target in args.target]
@@ -428,12 +459,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     else:
         columns = list(most_mispredicted(results, args.count))
         name, title = "most_mispredicted", "Most negative source classes of the most often mispredicted target images"
-    out = args.out or args.study / "explain"
+    out = args.out or _target_folder(results, args.study / "explain")
     out.mkdir(parents=True, exist_ok=True)
     explanations = explain_targets(results, columns, kind, estimator, args.top)
     stem = out / f"{name}_{kind}_{estimator}"
     write_explanations_csv(explanations, stem.with_suffix(".csv"))
-    plot_explanations(explanations, load_study_images(args.study), stem.with_suffix(".png"), title)
+    plot_explanations(explanations, load_study_images(args.study, results.target_name), stem.with_suffix(".png"), title)
     print(f"{results.num_models} models, output {kind}, estimator {estimator}")
     for e in explanations:
         print(f"{e.target_id} (true {e.true_label}): right in {e.accuracy:.0%} of models, mean p_true {e.mean_p_true:.3f}")
@@ -493,7 +524,7 @@ def _cmd_counterfactual(args: argparse.Namespace) -> int:
         raise InputError(f"--k {args.k!r}: give whole numbers separated by commas, e.g. --k 5,10,20") from None
     result = run_counterfactual(
         args.study, ks, args.repeats, args.ranking_from, args.estimator, args.kind,
-        serial=args.serial, workers=args.workers, progress=not args.quiet,
+        serial=args.serial, workers=args.workers, progress=not args.quiet, target=args.target_set,
     )
     files = write_counterfactual(result)
     plot_counterfactual(result, result.sweep_dir / "counterfactual.png")
@@ -523,9 +554,9 @@ def _cmd_counterfactual(args: argparse.Namespace) -> int:
 def _cmd_compare_rankings(args: argparse.Namespace) -> int:
     from .analysis.ranking_comparison import comparison_rows, read_ranking_sweeps, write_comparison
 
-    sweeps = read_ranking_sweeps(args.study)
+    sweeps = read_ranking_sweeps(args.study, args.target_set)
     rows = comparison_rows(sweeps)
-    path = write_comparison(args.study, rows)
+    path = write_comparison(args.study, rows, args.target_set)
 
     def pm(mean: object, se: object) -> str:
         return "" if mean == "" else f"{float(mean):+.4f} ± {float(se):.4f}"  # type: ignore[arg-type]
@@ -544,7 +575,7 @@ def _cmd_compare_rankings(args: argparse.Namespace) -> int:
 def _cmd_whatif(args: argparse.Namespace) -> int:
     from .analysis.whatif import what_if_removed
 
-    results = _open_finished(args.study, args.partial)
+    results = _open_finished(args.study, args.partial, args.target_set)
     result = what_if_removed(results, [c.strip() for c in args.remove.split(",") if c.strip()], scaling=args.scaling,
                             level=args.level)
     low, high = result.interval(0.95)
@@ -564,7 +595,7 @@ def _cmd_handpicked(args: argparse.Namespace) -> int:
     from .analysis.handpicked import run_handpicked, write_handpicked
 
     result = run_handpicked(args.study, args.mapping, args.repeats, serial=args.serial, workers=args.workers,
-                            progress=not args.quiet)
+                            progress=not args.quiet, target=args.target_set)
     files = write_handpicked(result)
     full, picked = result.full, result.hand_picked
     print(f"relation: {result.relation.origin}; keeping {len(result.kept)} of {len(result.class_names)} source classes "
@@ -585,7 +616,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.target is not None and (args.pairs is not None or args.classes is not None):
         raise InputError("--pairs and --classes go with --summary, not --target")
     options = dict(repeats=args.repeats, kind=args.kind, estimator=args.estimator, serial=args.serial,
-                   workers=args.workers, progress=not args.quiet)
+                   workers=args.workers, progress=not args.quiet, target_set=args.target_set)
     return _verify_target(args, options) if args.target is not None else _verify_summary(args, options)
 
 

@@ -122,8 +122,8 @@ def _class_order(ours: Sequence[str], theirs: Sequence[str], other: Path) -> np.
     return np.array([position[name] for name in ours], dtype=np.int64)
 
 
-def _finished_results(path: Path, role: str) -> StudyResults:
-    results = open_study(path)
+def _finished_results(path: Path, role: str, target: str | None = None) -> StudyResults:
+    results = open_study(path, target=target)
     if results.num_models < MIN_RANKING_MODELS:
         raise InputError(
             f"{role} {path} has {results.num_models} finished subset models; a ranking needs at least "
@@ -133,22 +133,32 @@ def _finished_results(path: Path, role: str) -> StudyResults:
 
 
 def build_ranking(
-    store: StudyStore, selection: np.ndarray, ranking_from: Path | None, kind: str | None, estimator: str | None
+    store: StudyStore,
+    selection: np.ndarray,
+    ranking_from: Path | None,
+    kind: str | None,
+    estimator: str | None,
+    target: str | None = None,
 ) -> Ranking:
-    """Rank this study's classes from its own influences on the selection half, or from another
-    study's. The other study's target examples are used in full unless they are this study's own
+    """Rank this study's classes from its own influences on the selection half of its target
+    ``target`` (None: the primary), or from another study's influences on that study's primary
+    target. The other study's target examples are used in full unless they are this study's own
     target test set, whose scoring half stays out of the ranking."""
     source_path = ranking_from or store.path
     ours = tuple(store.metadata["class_names"])
     if ranking_from is not None:  # named before the other study is read or consolidated
         _class_order(ours, StudyStore.open(ranking_from).metadata["class_names"], ranking_from)
-    results = _finished_results(source_path, "the ranking study" if ranking_from else "study")
+    role = "the ranking study" if ranking_from else "study"
+    results = _finished_results(source_path, role, None if ranking_from else target)
     kind = kind or results.config.analysis.output_kind
     estimator = check_estimator(estimator or results.config.analysis.estimator)
     if kind not in OUTPUT_KINDS:
         raise InputError(f"unknown output kind {kind!r}; choose one of {list(OUTPUT_KINDS)}")
     order = _class_order(ours, results.class_names, source_path)
-    same_targets = results.metadata["fingerprints"].get("target_test") == store.metadata["fingerprints"]["target_test"]
+    ours_test = "target_test" if target is None else f"target_test__{target}"
+    same_targets = ranking_from is None or (
+        results.metadata["fingerprints"].get("target_test") == store.metadata["fingerprints"][ours_test]
+    )
     influence = selection_influence(results, np.flatnonzero(selection) if same_targets else None, kind, estimator)
     significant = {name for name, value, _ in significant_classes(influence, 0, SIGNIFICANCE_FDR) if value < 0}
     whatif, note = _whatif_curve(results, influence.values[:, 0], np.flatnonzero(selection) if same_targets else None)
@@ -276,16 +286,17 @@ class ArmResult:
         }
 
 
-def scoring_accuracy(store: StudyStore, spec: RunSpec, scoring: np.ndarray) -> float:
-    """Share of the scoring half a retrained model predicts correctly (from its ``correct`` output);
-    a stored run whose mask is not the spec's is refused rather than scored."""
+def scoring_accuracy(store: StudyStore, spec: RunSpec, scoring: np.ndarray, target: str | None = None) -> float:
+    """Share of the scoring half a retrained model predicts correctly (from its ``correct`` output
+    on the primary target, or on the extra target ``target``); a stored run whose mask is not the
+    spec's is refused rather than scored."""
     mask, _ = store.read_run_mask_and_record(spec.run_id)
     if not np.array_equal(mask, spec.mask):
         raise StudyMismatchError(
             f"{store.run_path(spec.run_id)} holds another class mask than its name says; delete the file and run "
             "the counterfactual again to retrain it"
         )
-    return float(store.read_run_output(spec.run_id, "correct")[scoring].mean())
+    return float(store.read_run_output(spec.run_id, "correct", target)[scoring].mean())
 
 
 @dataclass
@@ -347,26 +358,40 @@ def run_counterfactual(
     workers: int | None = None,
     progress: bool = True,
     stream: IO[str] | None = None,
+    target: str | None = None,
 ) -> CounterfactualResult:
     """Rank, retrain every arm R times (skipping retrains already stored) and score them.
 
     Every input is checked before any training: k within 1 … K−1, at least 2 seeds, a ranking
-    study with finished runs and this study's class names."""
+    study with finished runs and this study's class names, a target the study has. ``target``: the
+    study's target to rank and score on (None: the primary). The retrains transfer to every target
+    of the study, so they are shared by the sweeps of all its targets; the summary of a target other
+    than the primary goes to ``STUDY/counterfactual/target-<name>/``."""
     study_dir = Path(study_dir)
     store = StudyStore.open(study_dir)
+    extra = store.extra_target_name(target)
     class_names = tuple(store.metadata["class_names"])
     ks = sorted(set(ks)) if ks is not None else default_ks(len(class_names))
     _check_request(ks, repeats, len(class_names))
     config = store.config
-    selection = split_targets(load_target_views(store)["labels"], config.seed)
-    ranking = build_ranking(store, selection, Path(ranking_from) if ranking_from else None, kind, estimator)
+    selection = split_targets(load_target_views(store, extra)["labels"], config.seed)
+    ranking = build_ranking(store, selection, Path(ranking_from) if ranking_from else None, kind, estimator, extra)
     seeds = retrain_seeds(config.seed, repeats)
     arms = plan_arms(ranking, ks, repeats, config.seed)
-    sweep = retrain_arms(store, arms, seeds, ~selection, sweep_config(config, serial, workers), progress, stream)
-    results_dir = sweep.store.path if ranking_from is None else sweep.store.path / ranking_dir_name(Path(ranking_from))
+    sweep = retrain_arms(
+        store, arms, seeds, ~selection, sweep_config(config, serial, workers), progress, stream, target=extra
+    )
+    target_dir = sweep.store.path if extra is None else sweep.store.path / target_dir_name(extra)
+    results_dir = target_dir if ranking_from is None else target_dir / ranking_dir_name(Path(ranking_from))
     return CounterfactualResult(
         results_dir, class_names, ranking, sweep.arms, seeds, selection, sweep.executed, ranking_from is not None
     )
+
+
+def target_dir_name(target: str) -> str:
+    """Folder (inside the sweep directory) of the summaries for an extra target: its retrains are the
+    primary's (every retrain transfers to every target), its scores and rankings are its own."""
+    return f"target-{target}"
 
 
 def ranking_dir_name(ranking_from: Path) -> str:
@@ -400,6 +425,7 @@ def retrain_arms(
     run_config: StudyConfig,
     progress: bool = True,
     stream: IO[str] | None = None,
+    target: str | None = None,
 ) -> RetrainedArms:
     """Retrain every arm's runs missing from the sweep store in ``STUDY/counterfactual/`` and score
     each on the ``scoring`` examples; ``arms[0]`` must be the full source, which every other arm is
@@ -410,7 +436,7 @@ def retrain_arms(
     specs_of = [arm_specs(arm, num_classes, seeds) for arm in arms]
     all_specs = [spec for specs in specs_of for spec in specs]
     report = run_sweep(store, store.path / SWEEP_DIR, all_specs, run_config, progress, stream, label="retrains")
-    accuracy = {spec.run_id: scoring_accuracy(report.store, spec, scoring) for spec in all_specs}
+    accuracy = {spec.run_id: scoring_accuracy(report.store, spec, scoring, target) for spec in all_specs}
     full = np.array([accuracy[s.run_id] for s in specs_of[0]])
     results: list[ArmResult] = []
     for arm, specs in zip(arms, specs_of):

@@ -38,6 +38,7 @@ from .counterfactual import (
     retrain_seeds,
     split_targets,
     sweep_config,
+    target_dir_name,
 )
 from .lookalikes import DIGIT_LOOKALIKES
 from .relation import Relation
@@ -160,16 +161,19 @@ def run_handpicked(
     workers: int | None = None,
     progress: bool = True,
     stream: IO[str] | None = None,
+    target: str | None = None,
 ) -> HandPickedResult:
     """Retrain the full source and the hand-picked source with the counterfactual's R seeds
-    (skipping retrains already stored) and score both on its scoring half.
+    (skipping retrains already stored) and score both on its scoring half of the study's target
+    ``target`` (None: the primary; an extra target's files go to its ``target-<name>`` folder).
 
-    The relation and the seed count are checked before any training."""
+    The target, the relation and the seed count are checked before any training."""
     store = StudyStore.open(Path(study_dir))
+    extra = store.extra_target_name(target)
     if repeats < 2:
         raise InputError(f"--repeats {repeats}: paired standard errors need at least 2 seeds (the paper uses 10)")
     class_names = tuple(store.metadata["class_names"])
-    views = load_target_views(store)
+    views = load_target_views(store, extra)
     targets = tuple(views["classes"].tolist())
     if mapping is not None:
         relation = relation_from_file(Path(mapping), targets, class_names)
@@ -181,9 +185,12 @@ def run_handpicked(
     scoring = ~split_targets(views["labels"], config.seed)
     seeds = retrain_seeds(config.seed, repeats)
     arms = [Arm("full", 0, ((),) * repeats), Arm(SELECTION, len(removed), (removed,) * repeats)]
-    sweep = retrain_arms(store, arms, seeds, scoring, sweep_config(config, serial, workers), progress, stream)
+    sweep = retrain_arms(
+        store, arms, seeds, scoring, sweep_config(config, serial, workers), progress, stream, target=extra
+    )
     full, picked = sweep.arms
-    return HandPickedResult(sweep.store.path, class_names, relation, kept, full, picked, seeds, scoring, sweep.executed)
+    sweep_dir = sweep.store.path if extra is None else sweep.store.path / target_dir_name(extra)
+    return HandPickedResult(sweep_dir, class_names, relation, kept, full, picked, seeds, scoring, sweep.executed)
 
 
 # ---- files ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..estimate import InfluenceEstimate
-from ..study.store import DATA_FILE
+from ..study.store import DATA_FILE, StudyStore
 
 NAMES_SHOWN = 12
 """How many valid names an error lists: enough to show the spelling, short enough to read."""
@@ -92,14 +92,18 @@ class StudyImages:
         return self.source_images[members[picks]]
 
 
-def load_study_images(study_dir: Path) -> StudyImages:
+def load_study_images(study_dir: Path, target: str | None = None) -> StudyImages:
+    """The source images and the test images of the study's target ``target`` (None or the
+    primary's name: the primary target; an extra target's name: its test set)."""
+    extra = None if target is None else StudyStore.open(study_dir).extra_target_name(target)
+    test = "target_test" if extra is None else f"target_test__{extra}"
     with np.load(Path(study_dir) / DATA_FILE, allow_pickle=False) as archive:
         return StudyImages(
             source_images=archive["source_train__images"],
             source_labels=archive["source_train__labels"].astype(np.int64),
             source_classes=tuple(str(c) for c in archive["source_train__classes"]),
-            target_images=archive["target_test__images"],
-            target_ids=tuple(str(i) for i in archive["target_test__ids"]),
+            target_images=archive[f"{test}__images"],
+            target_ids=tuple(str(i) for i in archive[f"{test}__ids"]),
         )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..study.atomic import atomic_write_text
-from .counterfactual import SWEEP_DIR
+from .counterfactual import SWEEP_DIR, target_dir_name
 
 REMOVED_FILE = "removed.json"
 COMPARISON_FILE = "rankings_compared.csv"
@@ -104,10 +104,21 @@ def _read_sweep(folder: Path, label: str) -> RankingSweep:
     )
 
 
-def read_ranking_sweeps(study_dir: str | Path) -> list[RankingSweep]:
-    """Every counterfactual sweep of a study: its own ranking first, then the others by name.
-    Sweeps retrained with other seeds than the first are refused (they could not be paired)."""
+def target_sweep_dir(study_dir: str | Path, target: str | None = None) -> Path:
+    """Where the counterfactual summaries of the study's target ``target`` are (None or the primary's
+    name: ``STUDY/counterfactual``; an extra target: its ``target-<name>`` folder inside it)."""
+    from ..study.store import StudyStore
+
+    extra = StudyStore.open(study_dir).extra_target_name(target) if target is not None else None
     sweep_dir = Path(study_dir) / SWEEP_DIR
+    return sweep_dir if extra is None else sweep_dir / target_dir_name(extra)
+
+
+def read_ranking_sweeps(study_dir: str | Path, target: str | None = None) -> list[RankingSweep]:
+    """Every counterfactual sweep of a study on its target ``target`` (None: the primary): its own
+    ranking first, then the others by name. Sweeps retrained with other seeds than the first are
+    refused (they could not be paired)."""
+    sweep_dir = target_sweep_dir(study_dir, target)
     folders = [(sweep_dir, "own")] if (sweep_dir / REMOVED_FILE).is_file() else []
     folders += [(f, f.name) for f in sorted(sweep_dir.glob("from-*")) if (f / REMOVED_FILE).is_file()]
     if not folders:
@@ -167,12 +178,13 @@ def comparison_rows(sweeps: list[RankingSweep]) -> list[dict[str, object]]:
     return rows
 
 
-def write_comparison(study_dir: str | Path, rows: list[dict[str, object]]) -> Path:
-    """``STUDY/counterfactual/rankings_compared.csv``: the rows of ``comparison_rows``."""
+def write_comparison(study_dir: str | Path, rows: list[dict[str, object]], target: str | None = None) -> Path:
+    """``STUDY/counterfactual/rankings_compared.csv`` (an extra target's: in its ``target-<name>``
+    folder): the rows of ``comparison_rows``."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COMPARISON_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path = Path(study_dir) / SWEEP_DIR / COMPARISON_FILE
+    path = target_sweep_dir(study_dir, target) / COMPARISON_FILE
     atomic_write_text(path, buffer.getvalue())
     return path

@@ -40,7 +40,9 @@ from ..study.design import RunSpec
 from ..study.outputs import OUTPUT_KINDS
 from ..study.results import StudyResults, open_study
 from ..study.store import DATA_FILE, StudyStore
-from .counterfactual import DEFAULT_REPEATS, MIN_RANKING_MODELS, retrain_seeds, retrain_spec, sweep_config
+from .counterfactual import (
+    DEFAULT_REPEATS, MIN_RANKING_MODELS, retrain_seeds, retrain_spec, sweep_config, target_dir_name,
+)
 from .debugging import explain_targets, find_target
 from .projection import find_source_class
 from .rankings import example_influence
@@ -72,15 +74,27 @@ class _Context:
     kind: str
     estimator: str
     seeds: list[int]
+    extra_target: str | None = None
+    """The target set verified on, as run files name it (None: the primary)."""
+
+    @property
+    def results_dir(self) -> Path:
+        """Where this target's verifications are written: ``STUDY/verify`` for the primary target,
+        its ``target-<name>`` folder inside it for an extra one (the retrains are shared)."""
+        folder = self.store.path / VERIFY_DIR
+        return folder if self.extra_target is None else folder / target_dir_name(self.extra_target)
 
 
-def _open_checked(study_dir: Path, repeats: int, kind: str | None, estimator: str | None) -> _Context:
+def _open_checked(
+    study_dir: Path, repeats: int, kind: str | None, estimator: str | None, target_set: str | None = None
+) -> _Context:
     """The study, its finished runs and the analysis choice, every one checked before any training."""
     if repeats < 2:
         raise InputError(f"--repeats {repeats}: comparing predictions with and without a class needs at least 2 seeds "
                          f"(the paper uses {2 * DEFAULT_REPEATS})")
     store = StudyStore.open(study_dir)
-    results = open_study(study_dir)
+    extra = store.extra_target_name(target_set)
+    results = open_study(study_dir, target=target_set)
     if results.num_models < MIN_RANKING_MODELS:
         raise InputError(
             f"{study_dir} has {results.num_models} finished subset models; influences need at least "
@@ -92,7 +106,7 @@ def _open_checked(study_dir: Path, repeats: int, kind: str | None, estimator: st
     if kind not in OUTPUT_KINDS:
         raise InputError(f"unknown output kind {kind!r}; choose one of {list(OUTPUT_KINDS)}")
     estimator = check_estimator(estimator or results.config.analysis.estimator)
-    return _Context(store, results, kind, estimator, retrain_seeds(store.config.seed, repeats))
+    return _Context(store, results, kind, estimator, retrain_seeds(store.config.seed, repeats), extra)
 
 
 def _specs(removed: tuple[int, ...], num_classes: int, seeds: Sequence[int]) -> list[RunSpec]:
@@ -100,13 +114,13 @@ def _specs(removed: tuple[int, ...], num_classes: int, seeds: Sequence[int]) -> 
     return [retrain_spec(removed, num_classes, r, seed) for r, seed in enumerate(seeds)]
 
 
-def _predictions(store: StudyStore, specs: Sequence[RunSpec]) -> np.ndarray:
+def _predictions(store: StudyStore, specs: Sequence[RunSpec], target: str | None = None) -> np.ndarray:
     """(seeds × target images) labels the retrains predict, read from their files; a file whose mask
     is not its name's, or that lacks predicted labels, is refused rather than counted."""
     rows = []
     for spec in specs:
         mask, _ = store.read_run_mask_and_record(spec.run_id)
-        predicted = store.read_run_predicted(spec.run_id)
+        predicted = store.read_run_predicted(spec.run_id, target)
         if not np.array_equal(mask, spec.mask) or predicted is None:
             problem = "holds another class mask than its name says" if predicted is not None else "has no predicted labels"
             raise StudyMismatchError(
@@ -139,8 +153,8 @@ def _retrain(
     config = sweep_config(context.store.config, serial, workers)
     report = run_sweep(context.store, context.store.path / VERIFY_DIR, specs, config, progress, stream, label="retrains")
     return _Retrained(
-        full=_predictions(report.store, full),
-        without={c: _predictions(report.store, group) for c, group in minus.items()},
+        full=_predictions(report.store, full, context.extra_target),
+        without={c: _predictions(report.store, group, context.extra_target) for c, group in minus.items()},
         store=report.store,
         executed=report.executed,
     )
@@ -240,9 +254,10 @@ def _column_influence(context: _Context, column: int, class_index: int) -> float
     return float(influence.values[class_index, 0])
 
 
-def _target_image(store: StudyStore, column: int) -> np.ndarray:
+def _target_image(store: StudyStore, column: int, target: str | None = None) -> np.ndarray:
+    test = "target_test" if target is None else f"target_test__{target}"
     with np.load(store.path / DATA_FILE, allow_pickle=False) as archive:
-        return np.asarray(archive["target_test__images"][column])
+        return np.asarray(archive[f"{test}__images"][column])
 
 
 def verify_target(
@@ -256,13 +271,15 @@ def verify_target(
     workers: int | None = None,
     progress: bool = True,
     stream: IO[str] | None = None,
+    target_set: str | None = None,
 ) -> TargetVerification:
     """Retrain R seeds of the full source with and without ``remove`` (default: the image's most
     negative source class) and count the labels they predict for the image ``target_id``.
 
-    The target, the class, the seeds and the study are checked before any training."""
+    The target, the class, the seeds and the study are checked before any training. ``target_set``:
+    the study's target dataset the image is in (None: the primary)."""
     study_dir = Path(study_dir)
-    context = _open_checked(study_dir, repeats, kind, estimator)
+    context = _open_checked(study_dir, repeats, kind, estimator, target_set)
     results = context.results
     column = find_target(results, target_id)
     if remove is not None:
@@ -279,7 +296,7 @@ def verify_target(
         class_index, influence = suspect.index, suspect.influence
     retrained = _retrain(context, [class_index], serial, workers, progress, stream)
     return TargetVerification(
-        sweep_dir=retrained.store.path,
+        sweep_dir=context.results_dir,
         target_id=target_id,
         index=column,
         true_label=int(results.target_labels[column]),
@@ -294,7 +311,7 @@ def verify_target(
         seeds=context.seeds,
         predicted_with=retrained.full[:, column],
         predicted_without=retrained.without[class_index][:, column],
-        image=_target_image(context.store, column),
+        image=_target_image(context.store, column, context.extra_target),
         executed=retrained.executed,
     )
 
@@ -423,13 +440,14 @@ def verify_summary(
     progress: bool = True,
     stream: IO[str] | None = None,
     per_class: int = DEFAULT_PER_CLASS,
+    target_set: str | None = None,
 ) -> VerificationSummary:
     """Appendix E.4: retrain without each of the ``classes`` classes most frequent among the
     ``pairs`` most negatively influenced (class, image) pairs, and count, per pair, whether the image
     is predicted correctly by more or fewer of the R seeds without its class."""
     _check_summary_request(pairs, classes, per_class)
     study_dir = Path(study_dir)
-    context = _open_checked(study_dir, repeats, kind, estimator)
+    context = _open_checked(study_dir, repeats, kind, estimator, target_set)
     results = context.results
     values = example_influence(results, context.kind, context.estimator).values
     top = top_negative_pairs(values, pairs)
@@ -455,7 +473,7 @@ def verify_summary(
     kept = [pair(STATISTICS[0], c, j) for c, j, _ in top if c in chosen]
     class_images = [pair(STATISTICS[1], c, j) for c in chosen for j in most_negative_images(values, c, per_class)]
     return VerificationSummary(
-        sweep_dir=retrained.store.path,
+        sweep_dir=context.results_dir,
         output_kind=context.kind,
         estimator=context.estimator,
         num_models=results.num_models,
@@ -513,6 +531,7 @@ def write_target(result: TargetVerification) -> dict[str, Path]:
         "table": (stem.with_suffix(".csv"), _csv(TARGET_COLUMNS, result.rows())),
         "details": (stem.with_suffix(".json"), target_json(result)),
     }
+    Path(files["table"][0]).parent.mkdir(parents=True, exist_ok=True)
     for path, text in files.values():
         atomic_write_text(path, text)
     return {key: path for key, (path, _) in files.items()}
@@ -547,6 +566,7 @@ def write_summary(summary: VerificationSummary) -> dict[str, Path]:
         "table": (summary.sweep_dir / f"{SUMMARY_STEM}.csv", _csv(SUMMARY_COLUMNS, summary.rows())),
         "details": (summary.sweep_dir / f"{SUMMARY_STEM}.json", summary_json(summary)),
     }
+    Path(files["table"][0]).parent.mkdir(parents=True, exist_ok=True)
     for path, text in files.values():
         atomic_write_text(path, text)
     return {key: path for key, (path, _) in files.items()}

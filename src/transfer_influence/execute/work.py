@@ -70,7 +70,10 @@ def _execute_marked(store: Any, spec: RunSpec) -> RunSummary:
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "finished": time.time(),
     }
-    store.write_run(spec, result.outputs, record, result.predicted)
+    extras = {name: (r.outputs, r.predicted) for name, r in result.extra_targets.items()}
+    if extras:
+        record["extra_target_accuracy"] = {name: r.target_accuracy for name, r in result.extra_targets.items()}
+    store.write_run(spec, result.outputs, record, result.predicted, extras)
     return RunSummary(spec.run_id, result.seconds, result.source_accuracy, result.target_accuracy)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..analysis.baselines import BaselineSummary, baseline_summary
 from ..analysis.convergence import Diagnostics, diagnose
-from ..analysis.counterfactual import SWEEP_DIR
+from ..analysis.counterfactual import SWEEP_DIR, target_dir_name
 from ..analysis.ranking_comparison import comparison_rows, read_ranking_sweeps
 from ..analysis.debugging import explain_targets, most_mispredicted
 from ..analysis.lookalikes import LookalikeCheck, lookalike_check
@@ -69,23 +69,27 @@ def build_report(
     per_class_k: int = 5,
     diagnostics: bool = True,
     actions: bool = True,
+    target: str | None = None,
 ) -> Report:
     """Figures, tables and report.html; output kind and estimator default to the config's ``analysis``.
 
     ``actions=False`` leaves out the sections on acting on the influences (counterfactual removal,
-    what-if against retraining, projection, mistakes); none of them retrains anything."""
+    what-if against retraining, projection, mistakes); none of them retrains anything. ``target``:
+    the study's target to report on (None: the primary, in ``STUDY/report``; another target's
+    report goes to ``STUDY/report/<name>/``, beside the primary's and never mixed with it)."""
     study_dir = Path(study_dir)
-    results = open_study(study_dir)
+    results = open_study(study_dir, target=target)
+    primary = results.target_name == results.target_names[0]
     kind = kind or results.config.analysis.output_kind
     estimator = estimator or results.config.analysis.estimator
     if results.num_models < 3:
         raise InputError(f"{study_dir} has {results.num_models} finished models; a report needs at least 3")
-    out = study_dir / REPORT_DIR
-    out.mkdir(exist_ok=True)
+    out = study_dir / REPORT_DIR if primary else study_dir / REPORT_DIR / results.target_name
+    out.mkdir(parents=True, exist_ok=True)
     overall = overall_influence(results, kind, estimator)
     per_class = per_target_class_influence(results, kind, estimator)
     baselines = baseline_summary(results)
-    images = load_study_images(study_dir)  # read once: thumbnails, projections and mistakes share it
+    images = load_study_images(study_dir, results.target_name)  # read once: thumbnails, projections and mistakes share it
     thumbs = class_thumbnails(images)
     plot_overall(overall, thumbs, top_k, out / "overall_influence.png")
     plot_per_target_class(per_class, thumbs, per_class_k, out / "per_target_class.png")
@@ -120,7 +124,8 @@ def action_sections(
     """Read a finished counterfactual sweep if there is one, compare it with the what-if
     predictions, draw projections and explained mistakes, and read the verified mistakes written by
     ``verify``: seconds, and nothing is retrained."""
-    sweep_dir = study_dir / SWEEP_DIR
+    primary = results.target_name == results.target_names[0]
+    sweep_dir = study_dir / SWEEP_DIR if primary else study_dir / SWEEP_DIR / target_dir_name(results.target_name)
     sections = _counterfactual_part(results, sweep_dir, out)
     example = example_influence(results, kind, estimator)
     for entry in ranked(overall, 0)[:PROJECTED_CLASSES]:
@@ -133,15 +138,16 @@ def action_sections(
     sections.explanations_figure = out / "mistakes.png"
     plot_explanations(sections.explanations, images, sections.explanations_figure,
                       "Most negative source classes of the most often mispredicted target images")
-    sections.verified_targets, sections.verify_summary = read_verifications(study_dir)
-    sections.rankings_compared = _rankings_compared(study_dir)
+    if primary:  # `verify` keeps its results for the primary target only
+        sections.verified_targets, sections.verify_summary = read_verifications(study_dir)
+    sections.rankings_compared = _rankings_compared(study_dir, results.target_name)
     return sections
 
 
-def _rankings_compared(study_dir: Path) -> list[dict[str, object]]:
+def _rankings_compared(study_dir: Path, target: str | None = None) -> list[dict[str, object]]:
     """The comparison rows when the study has sweeps of more than one ranking (else none)."""
     try:
-        sweeps = read_ranking_sweeps(study_dir)
+        sweeps = read_ranking_sweeps(study_dir, target)
     except InputError:  # no sweep, or one written before per-seed accuracies were recorded
         return []
     return comparison_rows(sweeps) if len(sweeps) > 1 else []

@@ -19,6 +19,7 @@ from ..analysis.rankings import top_and_bottom
 from ..estimate import ESTIMATOR_NAMES, InfluenceEstimate
 from ..evaluate.fdr import significant_classes
 from ..evaluate.reliability import LEVEL_NAMES
+from ..study.config import TargetConfig
 from ..study.design import design_subset_size
 from ..study.results import StudyResults
 from .tables import class_label as _label
@@ -67,6 +68,18 @@ class ActionSections:
     """Rows of ``ranking_comparison.comparison_rows`` when the study has sweeps of several rankings."""
 
 
+def _target_config(results: StudyResults) -> TargetConfig:
+    """The settings of the target the results are of (the primary's unless ``for_target`` chose another)."""
+    return results.config.target_config(results.target_name) if results.target_names else results.config.target
+
+
+def _target_note(results: StudyResults) -> str:
+    """For a study with several targets, which one this report is of."""
+    if len(results.target_names) < 2:
+        return ""
+    return f" (target <code>{html.escape(results.target_name)}</code> of {html.escape(', '.join(results.target_names))})"
+
+
 def render_page(
     results: StudyResults,
     overall: InfluenceEstimate,
@@ -113,7 +126,7 @@ Design <code>{config.design.kind}</code> with subset ratio α = {config.design.a
 {subset_size} of the {len(results.class_names)} classes, so an influence is a class's effect <em>within a source of that size</em>.
 Seeding: <code>{config.train.seeding}</code> ({SEEDING_TEXT[config.train.seeding]}). Fixed-feature transfer: frozen backbone with BatchNorm in eval mode
 (source statistics), logistic head (L2 = {config.transfer.head_l2:g}) fitted by L-BFGS on
-{config.target.shots_per_class} examples per target class.</p>
+{_target_config(results).shots_per_class} examples per target class{_target_note(results)}.</p>
 <p>Study seed {meta['seed']}, git commit <code>{html.escape(str(meta.get('git_commit')))}</code>,
 versions {html.escape(', '.join(f'{k} {v}' for k, v in meta['versions'].items()))}.</p>
 <h2>Baselines: does pretraining matter?</h2>{_table(["backbone", "target accuracy", "std", "count"], baseline_rows)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,8 +42,31 @@ class SourceConfig(_Strict):
     )
 
 
+PRIMARY_TARGET_NAME = "main"
+"""The primary target's name unless ``target.name`` says otherwise."""
+TARGET_NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]|_(?!_)){0,39}")
+"""Target names become folder names and run-file member names (``output__<name>__<kind>``): lower-case
+letters, digits, ``-`` and single ``_``, starting with a letter or digit, at most 40 characters, so a
+name is the same file on every file system and never splits a member name."""
+
+
+def check_target_name(name: str) -> str:
+    """``name`` when it is a valid target name, else a ValueError saying what a name may hold."""
+    if not TARGET_NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"target name {name!r} is not allowed: use 1-40 lower-case letters, digits, '-' or '_' (no '__'), "
+            "starting with a letter or digit, e.g. 'fashion' or 'cifar10'"
+        )
+    return name
+
+
 class TargetConfig(_Strict):
     dataset: DatasetSpec
+    name: str = Field(
+        default=PRIMARY_TARGET_NAME,
+        description="the target's name in `--target NAME` and in file names; it labels the target and never "
+        "changes its numbers, so it is not part of the results key",
+    )
     shots_per_class: int = Field(default=10, ge=1)
     test_size: int | None = Field(default=2000, ge=1)
     split_seed: int = 0
@@ -52,6 +76,11 @@ class TargetConfig(_Strict):
         description="disjoint few-shot training sets per model: one head is fitted on each and the "
         "outputs are averaged over heads, so the result does not hinge on one draw of the shots",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_target_name(value)
 
 
 class DesignConfig(_Strict):
@@ -323,6 +352,11 @@ class StudyConfig(_Strict):
     num_models: int = Field(default=100, ge=2)
     source: SourceConfig
     target: TargetConfig
+    extra_targets: list[TargetConfig] = Field(
+        default_factory=list,
+        description="further targets, each with its own unique name: every source model is trained once and "
+        "transferred to the primary target and to each of these, and its outputs are stored per target",
+    )
     design: DesignConfig = DesignConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -330,6 +364,30 @@ class StudyConfig(_Strict):
     baselines: BaselineConfig = BaselineConfig()
     execution: ExecutionConfig = ExecutionConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+
+    @model_validator(mode="after")
+    def _unique_target_names(self) -> "StudyConfig":
+        names = self.target_names
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"target names must be unique, {', '.join(map(repr, repeated))} is used more than once "
+                f"(the primary target is named {self.target.name!r} unless target.name says otherwise); "
+                "give each entry of extra_targets its own name"
+            )
+        return self
+
+    @property
+    def target_names(self) -> list[str]:
+        """The primary target's name, then each extra target's, in the config's order."""
+        return [self.target.name, *(t.name for t in self.extra_targets)]
+
+    def target_config(self, name: str) -> TargetConfig:
+        """The settings of the target named ``name`` (KeyError if the study has none of that name)."""
+        for target in (self.target, *self.extra_targets):
+            if target.name == name:
+                return target
+        raise KeyError(name)
 
     def results_key(self, numerics: dict[str, Any] | None = None) -> str:
         """Hash of every setting that changes results (not num_models, execution or analysis).
@@ -341,9 +399,11 @@ class StudyConfig(_Strict):
         payload = self.model_dump(mode="json", exclude=NOT_RESULTS)
         for unused in UNUSED_BY_ARCH[self.model.arch]:
             payload["model"].pop(unused, None)
-        for section, names in EXECUTION_ONLY.items():
+        for section, names in {**EXECUTION_ONLY, **LABELS_ONLY}.items():
             for name in names:
                 payload[section].pop(name, None)
+        if payload.get("extra_targets") == ADDED_TOP_LEVEL_AT_DEFAULT["extra_targets"]:
+            del payload["extra_targets"]
         _drop_added_settings_at_defaults(payload)
         if numerics is not None:
             payload["numerics"] = numerics
@@ -376,6 +436,15 @@ EXECUTION_ONLY: dict[str, tuple[str, ...]] = {"train": ("loader_workers", "memor
 """Settings inside results sections that change how a run is computed, not its numbers (the streamed
 source draws the same batches as the one in memory; a memory layout changes only rounding, like the
 choice of convolution algorithm): left out of ``results_key``."""
+
+LABELS_ONLY: dict[str, tuple[str, ...]] = {"target": ("name",)}
+"""Settings that only name something: the primary target's name labels it in commands and folders,
+while its run-file members and arrays carry no name, so renaming it changes no stored number. (An
+extra target's name is part of the key: its members are stored under it.)"""
+
+ADDED_TOP_LEVEL_AT_DEFAULT: dict[str, Any] = {"extra_targets": []}
+"""Top-level settings added after studies existed, left out of ``results_key`` at this value (as
+``ADDED_AT_DEFAULT`` does within sections): a one-target study keeps its key."""
 
 ADDED_AT_DEFAULT: dict[str, dict[str, Any]] = {
     "model": {"stem": "auto"},

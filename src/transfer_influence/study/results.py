@@ -19,20 +19,36 @@ from ..errors import InputError, StudyMismatchError
 from .atomic import atomic_write_npz, fsync_file, new_temp_file, remove_temp_files, replace_durably
 from .config import StudyConfig
 from .integrity import SUBSET_RUN_ID, FileIdentity, RunFileCheck, quarantine_run_file
-from .store import CONSOLIDATED_DIR, RUNS_DIR, StudyStore, consolidation_lock
+from .store import CONSOLIDATED_DIR, EXTRA_ACCURACY_FIELD, RUNS_DIR, StudyStore, consolidation_lock, output_member
 from .outputs import OUTPUT_KINDS
 
 
-def load_target_views(store: StudyStore) -> dict[str, np.ndarray]:
+def load_target_views(store: StudyStore, target: str | None = None) -> dict[str, np.ndarray]:
     """Target test labels, ids and class names and the source class names, from the study's data
-    views: what reading a study needs without any finished run."""
+    views: what reading a study needs without any finished run. ``target``: a target's name (None
+    or the primary's name: the primary target; an unknown name is refused)."""
+    prefix = "target_test" if (extra := store.extra_target_name(target)) is None else f"target_test__{extra}"
     with np.load(store.data_path, allow_pickle=False) as archive:
         return {
-            "labels": archive["target_test__labels"].astype(np.int64),
-            "ids": archive["target_test__ids"].astype(str),
-            "classes": archive["target_test__classes"].astype(str),
+            "labels": archive[f"{prefix}__labels"].astype(np.int64),
+            "ids": archive[f"{prefix}__ids"].astype(str),
+            "classes": archive[f"{prefix}__classes"].astype(str),
             "source_classes": archive["source_train__classes"].astype(str),
         }
+
+
+def _extra_target_sizes(store: StudyStore) -> dict[str, int]:
+    """Test examples of each extra target, by name (empty for a one-target study)."""
+    names = [t.name for t in store.config.extra_targets]
+    if not names:
+        return {}
+    with np.load(store.data_path, allow_pickle=False) as archive:
+        return {name: int(archive[f"target_test__{name}__labels"].size) for name in names}
+
+
+def _suffix(target: str | None) -> str:
+    """Consolidated-array name suffix of a target: none for the primary, ``__<name>`` for an extra one."""
+    return "" if target is None else f"__{target}"
 
 
 FLAGS_FILE = "completed.npz"
@@ -47,14 +63,27 @@ LEGACY_TEMP_SUFFIX = ".grow.npy"
 """The fixed temporary name older versions grew arrays under (cleaned like the unique ones)."""
 
 
-def _array_layout(num_classes: int, num_targets: int) -> dict[str, tuple[tuple[int, ...], Any]]:
-    """Each consolidated array's row shape and dtype: one row per subset run index."""
-    return {
+def _array_layout(
+    num_classes: int, num_targets: int, extra_targets: dict[str, int] | None = None
+) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Each consolidated array's row shape and dtype: one row per subset run index. An extra target
+    (``extra_targets``: its number of test examples by name) adds ``target_accuracy__<name>`` and
+    ``outputs_<kind>__<name>``; the primary's arrays keep the names of a one-target study."""
+    layout: dict[str, tuple[tuple[int, ...], Any]] = {
         "masks": ((num_classes,), np.bool_),
         "source_accuracy": ((), np.float32),
         "target_accuracy": ((), np.float32),
         **{f"outputs_{k}": ((num_targets,), np.float32) for k in OUTPUT_KINDS},
     }
+    for name, size in (extra_targets or {}).items():
+        layout[f"target_accuracy{_suffix(name)}"] = ((), np.float32)
+        layout.update({f"outputs_{k}{_suffix(name)}": ((size,), np.float32) for k in OUTPUT_KINDS})
+    return layout
+
+
+def _study_layout(store: StudyStore) -> dict[str, tuple[tuple[int, ...], Any]]:
+    targets = load_target_views(store)
+    return _array_layout(len(targets["source_classes"]), len(targets["labels"]), _extra_target_sizes(store))
 
 
 def grown_capacity(capacity: int, needed: int, planned: int) -> int:
@@ -136,8 +165,7 @@ def _remove_leftovers(out: Path) -> None:
 
 
 def _consolidate_locked(store: StudyStore, out: Path, stream: IO[str]) -> None:
-    targets = load_target_views(store)
-    layout = _array_layout(len(targets["source_classes"]), len(targets["labels"]))
+    layout = _study_layout(store)
     finished = store.finished_subset_indices()
     needed = finished[-1] + 1 if finished else 0
     config = store.config
@@ -159,6 +187,10 @@ def _consolidate_locked(store: StudyStore, out: Path, stream: IO[str]) -> None:
             arrays[f"outputs_{kind}"][index] = check.arrays[f"output__{kind}"]
         arrays["source_accuracy"][index] = check.record["source_accuracy"]
         arrays["target_accuracy"][index] = check.record["target_accuracy"]
+        for extra in config.extra_targets:
+            for kind in OUTPUT_KINDS:
+                arrays[f"outputs_{kind}{_suffix(extra.name)}"][index] = check.arrays[output_member(kind, extra.name)]
+            arrays[f"target_accuracy{_suffix(extra.name)}"][index] = check.record[EXTRA_ACCURACY_FIELD][extra.name]
         assert check.identity is not None, "a file that was read has an identity"
         identities[index] = check.identity.as_row()
         written.append(index)
@@ -274,6 +306,20 @@ class StudyResults:
     """Per model: True where its outputs are read from its run file (not consolidated yet)."""
 
     output_kinds: tuple[str, ...] = OUTPUT_KINDS
+    target_name: str = ""
+    """The target whose labels, ids, accuracies and outputs these are (``for_target`` picks another)."""
+    target_names: tuple[str, ...] = ()
+    """Every target of the study, the primary first."""
+    _extra_target: str | None = None
+    """The target's name in run files and consolidated arrays: None for the primary (unnamed there)."""
+
+    def for_target(self, name: str | None) -> "StudyResults":
+        """The same runs seen on another of the study's targets (None: the primary); every analysis
+        works on the result unchanged. An unknown name is refused with the study's target names."""
+        store = StudyStore.open(self.path)
+        if store.extra_target_name(name) == self._extra_target:
+            return self
+        return _read_results(store, name)
 
     @property
     def num_models(self) -> int:
@@ -295,18 +341,19 @@ class StudyResults:
             raise InputError(f"unknown output kind {kind!r}; choose one of {list(self.output_kinds)}")
         loose = np.flatnonzero(self._from_run_files)
         if loose.size == 0 and self.num_models:
-            full = np.load(self._consolidated / f"outputs_{kind}.npy", mmap_mode="r")
+            full = np.load(self._consolidated / f"outputs_{kind}{_suffix(self._extra_target)}.npy", mmap_mode="r")
             if self.run_indices[-1] == self.run_indices.size - 1:
                 return full[: self.run_indices.size]
             return np.asarray(full[self.run_indices])
         result = np.zeros((self.num_models, self.target_labels.size), dtype=np.float32)
         stored = np.flatnonzero(~self._from_run_files)
         if stored.size:
-            full = np.load(self._consolidated / f"outputs_{kind}.npy", mmap_mode="r")
+            full = np.load(self._consolidated / f"outputs_{kind}{_suffix(self._extra_target)}.npy", mmap_mode="r")
             result[stored] = full[self.run_indices[stored]]
         store = StudyStore.open(self.path)
         for position in loose:
-            result[position] = store.read_run_output(f"subset-{self.run_indices[position]:06d}", kind)
+            run_id = f"subset-{self.run_indices[position]:06d}"
+            result[position] = store.read_run_output(run_id, kind, self._extra_target)
         return result
 
     @cached_property
@@ -322,12 +369,18 @@ class StudyResults:
                 if not check.ok:
                     print(f"  ignoring {check.path.name}: {check.problem}", file=sys.stderr)
                     continue
-                found[kind].append(check.record["target_accuracy"])
+                found[kind].append(_target_accuracy(check.record, self._extra_target))
         return {k: np.asarray(v) for k, v in found.items()}
 
 
-def open_study(path: str | Path, read_only: bool | None = None) -> StudyResults:
-    """The finished runs of the study at ``path``.
+def _target_accuracy(record: dict[str, Any], target: str | None) -> float:
+    """A run record's accuracy on the primary target (None) or on the extra target named ``target``."""
+    return float(record["target_accuracy"] if target is None else record[EXTRA_ACCURACY_FIELD][target])
+
+
+def open_study(path: str | Path, read_only: bool | None = None, target: str | None = None) -> StudyResults:
+    """The finished runs of the study at ``path``, seen on its target named ``target`` (None: the
+    primary target; an unknown name is refused before anything is read).
 
     A study this process may write is consolidated first, under the consolidation lock and never
     the study lock, so reading works beside a running study. ``read_only`` (the default where the
@@ -337,11 +390,12 @@ def open_study(path: str | Path, read_only: bool | None = None) -> StudyResults:
     """
     path = Path(path)
     store = StudyStore.open(path)
+    store.extra_target_name(target)
     if read_only is None:
         read_only = not _writable(path)
     if not read_only:
         consolidate(store)
-    return _read_results(store)
+    return _read_results(store, target)
 
 
 def _writable(path: Path) -> bool:
@@ -351,15 +405,16 @@ def _writable(path: Path) -> bool:
     return all(os.access(p, os.W_OK) for p in paths)
 
 
-def _read_results(store: StudyStore) -> StudyResults:
+def _read_results(store: StudyStore, target: str | None = None) -> StudyResults:
     """Rows flagged complete from the consolidated arrays, other finished runs from their files.
 
     The flags are read before the arrays: a concurrent consolidation only writes unflagged rows and
     grows arrays by copying, so every row the flags mark is in the arrays read after them.
     """
     out = store.path / CONSOLIDATED_DIR
-    targets = load_target_views(store)
-    layout = _array_layout(len(targets["source_classes"]), len(targets["labels"]))
+    extra = store.extra_target_name(target)
+    targets = load_target_views(store, extra)
+    layout = _study_layout(store)
     flags = _load_flags(out)
     stored = _consolidated_arrays(out, layout)
     rows = min((a.shape[0] for a in stored.values()), default=0)
@@ -372,8 +427,8 @@ def _read_results(store: StudyStore) -> StudyResults:
     in_arrays = ~from_files
     if in_arrays.any():
         masks[in_arrays] = stored["masks"][run_indices[in_arrays]]
-        for name, values in accuracy.items():
-            values[in_arrays] = stored[name][run_indices[in_arrays]]
+        accuracy["source_accuracy"][in_arrays] = stored["source_accuracy"][run_indices[in_arrays]]
+        accuracy["target_accuracy"][in_arrays] = stored[f"target_accuracy{_suffix(extra)}"][run_indices[in_arrays]]
     config = store.config
     usable = np.ones(run_indices.size, dtype=bool)
     for position in np.flatnonzero(from_files):
@@ -383,8 +438,8 @@ def _read_results(store: StudyStore) -> StudyResults:
             usable[position] = False
             continue
         masks[position] = check.arrays["mask"]
-        for name, values in accuracy.items():
-            values[position] = check.record[name]
+        accuracy["source_accuracy"][position] = check.record["source_accuracy"]
+        accuracy["target_accuracy"][position] = _target_accuracy(check.record, extra)
     if not usable.all():
         run_indices, from_files, masks = run_indices[usable], from_files[usable], masks[usable]
         accuracy = {name: values[usable] for name, values in accuracy.items()}
@@ -402,6 +457,9 @@ def _read_results(store: StudyStore) -> StudyResults:
         target_accuracy=accuracy["target_accuracy"],
         _consolidated=out,
         _from_run_files=from_files,
+        target_name=config.target_names[0] if extra is None else extra,
+        target_names=tuple(config.target_names),
+        _extra_target=extra,
     )
 
 

@@ -7,7 +7,10 @@ Layout::
     STUDY/runs/<run_id>.npz     one file per finished run, written to a temp name then renamed: mask,
                                 record, the outputs, and the predicted labels (``predicted``, absent
                                 from files written before they were recorded); the record holds the
-                                study's results key and a checksum of the file's contents
+                                study's results key and a checksum of the file's contents. A study
+                                with extra targets adds ``output__<name>__<kind>`` and
+                                ``predicted__<name>`` per extra target (and their accuracies in the
+                                record's ``extra_target_accuracy``); the primary's stay unnamed
     STUDY/runs/<run_id>.failed.json  a run whose every attempt failed: errors and tracebacks
     STUDY/runs/quarantine/      bad run files moved aside (``integrity``), each with a reason file
     STUDY/running/<run_id>.json one marker per run in progress (host, pid, start), any executor
@@ -39,7 +42,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import StudyBusyError, StudyMismatchError
+from ..errors import InputError, StudyBusyError, StudyMismatchError
 from .atomic import atomic_write_npz, atomic_write_text, remove_temp_files, temp_files
 from .config import NOT_RESULTS, StudyConfig
 from .design import RunSpec, design_mask, train_seed
@@ -54,6 +57,18 @@ LOCK_FILE = ".lock"
 CONSOLIDATE_LOCK_FILE = ".consolidate.lock"
 PREDICTED_MEMBER = "predicted"
 """Run-file member with the predicted label of every target test example (int16)."""
+EXTRA_ACCURACY_FIELD = "extra_target_accuracy"
+"""Run-record field: each extra target's accuracy, by name."""
+
+
+def output_member(kind: str, target: str | None = None) -> str:
+    """Run-file member of one output kind: ``output__<kind>`` for the primary target (as in every
+    one-target study), ``output__<target>__<kind>`` for an extra target."""
+    return f"output__{kind}" if target is None else f"output__{target}__{kind}"
+
+
+def predicted_member(target: str | None = None) -> str:
+    return PREDICTED_MEMBER if target is None else f"{PREDICTED_MEMBER}__{target}"
 FORMAT_VERSION = 2
 """Format 2 records the numerics (device type, bf16 autocast) in ``study.json`` and its results key."""
 READABLE_FORMATS = (1, 2)
@@ -293,13 +308,23 @@ class StudyStore:
     def check_run(self, run_id: str, config: StudyConfig | None = None) -> RunFileCheck:
         """Read a run file whole and check it (``integrity.check_run_file``). A subset-run file from
         before run files recorded their results key must also hold the mask and seed the study's
-        design gives its index, which catches another study's file of that age. ``config``: the
-        study's, when the caller already has it."""
+        design gives its index, which catches another study's file of that age. A study with extra
+        targets also needs each one's outputs in the file. ``config``: the study's, when the caller
+        already has it."""
         check = check_run_file(self.run_path(run_id), self.accepted_results_keys())
+        config = config or self.config
+        if check.ok and config.extra_targets:
+            missing = [
+                output_member(kind, t.name) for t in config.extra_targets for kind in OUTPUT_KINDS
+                if output_member(kind, t.name) not in check.arrays
+            ]
+            if missing or not isinstance(check.record.get(EXTRA_ACCURACY_FIELD), dict):
+                check.problem = f"it lacks the outputs of the study's extra targets ({', '.join(missing) or 'accuracies'})"
+                check.arrays, check.record = {}, {}
+                return check
         match = SUBSET_RUN_ID.match(run_id)
         if not check.ok or match is None or RESULTS_KEY_FIELD in check.record:
             return check
-        config = config or self.config
         index = int(match.group(1))
         mask = check.arrays["mask"]
         expected = design_mask(config, index, mask.shape[0])
@@ -326,9 +351,15 @@ class StudyStore:
         return removed
 
     def write_run(
-        self, spec: RunSpec, outputs: dict[str, np.ndarray], record: dict[str, Any], predicted: np.ndarray | None = None
+        self,
+        spec: RunSpec,
+        outputs: dict[str, np.ndarray],
+        record: dict[str, Any],
+        predicted: np.ndarray | None = None,
+        extra_targets: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] | None = None,
     ) -> None:
-        """One run's file; ``predicted`` (the run's predicted labels) is stored when given.
+        """One run's file; ``predicted`` (the run's predicted labels) is stored when given, and each
+        extra target's outputs and predicted labels (``extra_targets``: by name) under its name.
 
         The record carries the study's results key and a checksum of the whole payload
         (``integrity``), so that a foreign or altered file is recognised; a failure record of the
@@ -337,6 +368,10 @@ class StudyStore:
         arrays["mask"] = np.asarray(spec.mask)
         if predicted is not None:
             arrays[PREDICTED_MEMBER] = np.asarray(predicted, dtype=np.int16)
+        for name, (target_outputs, target_predicted) in (extra_targets or {}).items():
+            for k in OUTPUT_KINDS:
+                arrays[output_member(k, name)] = np.asarray(target_outputs[k])
+            arrays[predicted_member(name)] = np.asarray(target_predicted, dtype=np.int16)
         fields = {"run_id": spec.run_id, "kind": spec.kind, "index": spec.index, "seed": spec.seed, **record}
         fields[RESULTS_KEY_FIELD] = self.metadata["results_key"]
         arrays["record"] = np.asarray(json.dumps(sealed_record(arrays, fields)))
@@ -376,9 +411,12 @@ class StudyStore:
         return found
 
 
-    def read_run(self, run_id: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    def read_run(
+        self, run_id: str, target: str | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+        """A run's mask, outputs and record; ``target``: an extra target's name (None: the primary)."""
         with np.load(self.run_path(run_id), allow_pickle=False) as archive:
-            outputs = {k: archive[f"output__{k}"] for k in OUTPUT_KINDS}
+            outputs = {k: archive[output_member(k, target)] for k in OUTPUT_KINDS}
             return archive["mask"], outputs, json.loads(str(archive["record"]))
 
     def read_run_mask_and_record(self, run_id: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -386,16 +424,32 @@ class StudyStore:
         with np.load(self.run_path(run_id), allow_pickle=False) as archive:
             return archive["mask"], json.loads(str(archive["record"]))
 
-    def read_run_output(self, run_id: str, kind: str) -> np.ndarray:
-        """One output kind of one run (an npz member is read alone: the others stay on disk)."""
+    def read_run_output(self, run_id: str, kind: str, target: str | None = None) -> np.ndarray:
+        """One output kind of one run (an npz member is read alone: the others stay on disk);
+        ``target``: an extra target's name (None: the primary)."""
         with np.load(self.run_path(run_id), allow_pickle=False) as archive:
-            return archive[f"output__{kind}"]
+            return archive[output_member(kind, target)]
 
-    def read_run_predicted(self, run_id: str) -> np.ndarray | None:
+    def read_run_predicted(self, run_id: str, target: str | None = None) -> np.ndarray | None:
         """The predicted label of every target test example of one run; None for a file written
         before predicted labels were recorded."""
+        member = predicted_member(target)
         with np.load(self.run_path(run_id), allow_pickle=False) as archive:
-            return archive[PREDICTED_MEMBER] if PREDICTED_MEMBER in archive.files else None
+            return archive[member] if member in archive.files else None
+
+    def extra_target_name(self, target: str | None) -> str | None:
+        """``target`` as the run files name it: None for the study's primary target (its members
+        carry no name), the name itself for an extra target. Refuses a name the study lacks."""
+        config = self.config
+        names = config.target_names
+        if target is None or target == names[0]:
+            return None
+        if target not in names:
+            raise InputError(
+                f"{self.path} has no target named {target!r}; its targets are {', '.join(names)} "
+                f"(the first is the primary, used when no target is named)"
+            )
+        return target
 
 
 @contextmanager

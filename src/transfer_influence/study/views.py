@@ -7,17 +7,27 @@ and the fingerprints in ``study.json`` describe exactly what was trained on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_write_npz
-from .config import DatasetSpec, StudyConfig
+from .config import DatasetSpec, StudyConfig, TargetConfig
 from ..data import ImageDataset, concatenate, few_shot_split, load_dataset
 
 _HOLDOUT_STREAM = 0x401D
+
+
+@dataclass(frozen=True)
+class TargetData:
+    """One target's few-shot training set, its test set, and the head each training example trains."""
+
+    train: ImageDataset
+    test: ImageDataset
+    train_heads: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,12 @@ class StudyData:
     target_test: ImageDataset
     target_train_heads: np.ndarray
     """For each target training example, the head (few-shot split) it trains."""
+    extra_targets: dict[str, TargetData] = field(default_factory=dict)
+    """The config's ``extra_targets`` by name, in its order (the primary target is the fields above)."""
+
+    @property
+    def primary_target(self) -> TargetData:
+        return TargetData(self.target_train, self.target_test, self.target_train_heads)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -38,12 +54,18 @@ class StudyData:
         return self.target_test.class_names
 
     def fingerprints(self) -> dict[str, str]:
-        return {
+        """One per view; an extra target's are ``target_train__<name>`` and ``target_test__<name>``
+        (a one-target study has exactly the four it always had)."""
+        found = {
             "source_train": self.source_train.fingerprint(),
             "source_holdout": self.source_holdout.fingerprint(),
             "target_train": self.target_train.fingerprint(),
             "target_test": self.target_test.fingerprint(),
         }
+        for name, target in self.extra_targets.items():
+            found[f"target_train__{name}"] = target.train.fingerprint()
+            found[f"target_test__{name}"] = target.test.fingerprint()
+        return found
 
     def summary(self) -> dict[str, object]:
         return {
@@ -61,18 +83,26 @@ def build_study_data(config: StudyConfig) -> StudyData:
     components = [load_spec(c) for c in config.source.components]
     source = components[0] if len(components) == 1 else concatenate(components, name="mixed_source")
     source_train, source_holdout = _holdout_split(source, config.source.holdout_per_class, config.seed)
-    target = load_spec(config.target.dataset)
-    if target.image_shape != source.image_shape:
+    primary = build_target_data(config.target, source.image_shape)
+    extras = {t.name: build_target_data(t, source.image_shape) for t in config.extra_targets}
+    return StudyData(source_train, source_holdout, primary.train, primary.test, primary.train_heads, extras)
+
+
+def build_target_data(target_config: TargetConfig, source_shape: tuple[int, ...]) -> TargetData:
+    """One target's views: the same whether it is a study's primary target or an extra one, so an
+    extra target's outputs equal those of a study that has it as its only target."""
+    target = load_spec(target_config.dataset)
+    if target.image_shape != source_shape:
         raise InputError(
-            f"source images are {source.image_shape} but target images are {target.image_shape}; "
-            "set image_size and channels on the dataset entries so that they match"
+            f"source images are {source_shape} but images of target {target_config.name!r} are "
+            f"{target.image_shape}; set image_size and channels on the dataset entries so that they match"
         )
-    heads = config.target.head_splits
+    heads = target_config.head_splits
     split = few_shot_split(
-        target, config.target.shots_per_class * heads, config.target.test_size, config.target.split_seed
+        target, target_config.shots_per_class * heads, target_config.test_size, target_config.split_seed
     )
-    head_of = _assign_heads(split.train.labels, heads, config.target.split_seed)
-    return StudyData(source_train, source_holdout, split.train, split.test, head_of)
+    head_of = _assign_heads(split.train.labels, heads, target_config.split_seed)
+    return TargetData(split.train, split.test, head_of)
 
 
 def _assign_heads(labels: np.ndarray, heads: int, seed: int) -> np.ndarray:
@@ -118,32 +148,59 @@ def _holdout_split(source: ImageDataset, per_class: int, seed: int) -> tuple[Ima
 
 
 _PARTS = ("source_train", "source_holdout", "target_train", "target_test")
+EXTRA_TARGETS_MEMBER = "extra_targets"
+"""``data.npz`` member listing the extra targets' names (absent from one-target studies)."""
+
+
+def view_prefix(part: str, target: str | None = None) -> str:
+    """Prefix of a view's members in ``data.npz``: ``target_test`` for the primary target's test set,
+    ``target_test__<name>`` for an extra target's."""
+    return part if target is None else f"{part}__{target}"
 
 
 def save_study_data(data: StudyData, path: Path) -> None:
     arrays: dict[str, np.ndarray] = {}
     for part in _PARTS:
-        ds: ImageDataset = getattr(data, part)
-        arrays[f"{part}__images"] = ds.images
-        arrays[f"{part}__labels"] = ds.labels
-        arrays[f"{part}__ids"] = ds.example_ids.astype(str)
-        arrays[f"{part}__classes"] = np.asarray(ds.class_names, dtype=str)
-        arrays[f"{part}__name"] = np.asarray(ds.name)
+        _put_dataset(arrays, part, getattr(data, part))
     arrays["target_train__heads"] = data.target_train_heads
+    for name, target in data.extra_targets.items():
+        _put_dataset(arrays, view_prefix("target_train", name), target.train)
+        _put_dataset(arrays, view_prefix("target_test", name), target.test)
+        arrays[f"{view_prefix('target_train', name)}__heads"] = target.train_heads
+    if data.extra_targets:
+        arrays[EXTRA_TARGETS_MEMBER] = np.asarray(list(data.extra_targets), dtype=str)
     atomic_write_npz(path, arrays)
+
+
+def _put_dataset(arrays: dict[str, np.ndarray], prefix: str, ds: ImageDataset) -> None:
+    arrays[f"{prefix}__images"] = ds.images
+    arrays[f"{prefix}__labels"] = ds.labels
+    arrays[f"{prefix}__ids"] = ds.example_ids.astype(str)
+    arrays[f"{prefix}__classes"] = np.asarray(ds.class_names, dtype=str)
+    arrays[f"{prefix}__name"] = np.asarray(ds.name)
+
+
+def _get_dataset(archive: Any, prefix: str) -> ImageDataset:
+    return ImageDataset(
+        name=str(archive[f"{prefix}__name"]),
+        images=archive[f"{prefix}__images"],
+        labels=archive[f"{prefix}__labels"].astype(np.int64),
+        class_names=tuple(str(c) for c in archive[f"{prefix}__classes"]),
+        example_ids=archive[f"{prefix}__ids"],
+    )
 
 
 def load_study_data(path: Path) -> StudyData:
     with np.load(path, allow_pickle=False) as archive:
-        parts = {
-            part: ImageDataset(
-                name=str(archive[f"{part}__name"]),
-                images=archive[f"{part}__images"],
-                labels=archive[f"{part}__labels"].astype(np.int64),
-                class_names=tuple(str(c) for c in archive[f"{part}__classes"]),
-                example_ids=archive[f"{part}__ids"],
-            )
-            for part in _PARTS
-        }
+        parts = {part: _get_dataset(archive, part) for part in _PARTS}
         heads = archive["target_train__heads"]
-    return StudyData(**parts, target_train_heads=heads)
+        names = [str(n) for n in archive[EXTRA_TARGETS_MEMBER]] if EXTRA_TARGETS_MEMBER in archive.files else []
+        extras = {
+            name: TargetData(
+                _get_dataset(archive, view_prefix("target_train", name)),
+                _get_dataset(archive, view_prefix("target_test", name)),
+                archive[f"{view_prefix('target_train', name)}__heads"],
+            )
+            for name in names
+        }
+    return StudyData(**parts, target_train_heads=heads, extra_targets=extras)

@@ -15,7 +15,7 @@ import torch
 from ..study.config import StudyConfig
 from ..study.design import RunSpec
 from ..study.outputs import output_kinds_from_logits, predicted_labels
-from ..study.views import StudyData
+from ..study.views import StudyData, TargetData
 from .device import select_device
 from .models import RESNET_LAYOUTS, TransferModel, build_model
 from .source import (
@@ -39,6 +39,30 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
     predicted: np.ndarray | None = None
     """Predicted label of every target test example (int16; see ``outputs.predicted_labels``)."""
+    extra_targets: dict[str, "TargetResult"] = field(default_factory=dict)
+    """The same model transferred to each of the config's ``extra_targets``, by name."""
+
+
+@dataclass
+class TargetResult:
+    """One target's share of a run: its outputs, predicted labels and accuracy."""
+
+    outputs: dict[str, np.ndarray]
+    predicted: np.ndarray
+    target_accuracy: float
+
+
+@dataclass
+class _TargetTensors:
+    """A target's images on the device with its labels, built once per worker."""
+
+    data: TargetData
+    train_x: torch.Tensor
+    test_x: torch.Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.test.num_classes
 
 
 class Worker:
@@ -53,10 +77,11 @@ class Worker:
         self.source_y = torch.from_numpy(data.source_train.labels).to(self.device)
         self.holdout_x = self._images(data.source_holdout.images)
         self.holdout_y = torch.from_numpy(data.source_holdout.labels).to(self.device)
-        self.target_train_x = self._images(data.target_train.images)
-        self.target_test_x = self._images(data.target_test.images)
+        self.targets = {
+            name: _TargetTensors(target, self._images(target.train.images), self._images(target.test.images))
+            for name, target in {config.target.name: data.primary_target, **data.extra_targets}.items()
+        }
         self.num_classes = data.source_train.num_classes
-        self.num_target_classes = data.target_test.num_classes
 
     def _choose_memory_format(self) -> torch.memory_format:
         """channels_last on CPU (2× faster for the small CNN) and for ResNets on CUDA, where it is the
@@ -90,9 +115,12 @@ class Worker:
             model, source_accuracy = self._train_source(model, classes, spec.seed)
         seconds["train"] = time.perf_counter() - start
         start = time.perf_counter()
-        outputs, predicted, target_accuracy = self._transfer(model, spec.seed)
+        primary, *extras = (self._transfer(model, spec.seed, target) for target in self.targets.values())
         seconds["transfer"] = time.perf_counter() - start
-        return RunResult(spec, outputs, source_accuracy, target_accuracy, seconds, predicted)
+        extra_results = dict(zip(list(self.targets)[1:], extras))
+        return RunResult(
+            spec, primary.outputs, source_accuracy, primary.target_accuracy, seconds, primary.predicted, extra_results
+        )
 
     def _train_source(self, model: TransferModel, classes: np.ndarray, seed: int) -> tuple[TransferModel, float]:
         remap = torch.full((self.num_classes,), -1, dtype=torch.long, device=self.device)
@@ -126,16 +154,19 @@ class Worker:
             rows=np.flatnonzero(rows),
         )
 
-    def _transfer(self, model: TransferModel, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+    def _transfer(self, model: TransferModel, seed: int, target: _TargetTensors) -> TargetResult:
         """Fit one head per few-shot training set and average each output kind over the heads; the
-        predicted labels are those of the heads' mean probabilities."""
+        predicted labels are those of the heads' mean probabilities. Each target uses the same seeds
+        and leaves ``model`` as it found it, so a target's outputs are those of a study that has it
+        as its only target."""
         t = self.config.transfer
         needs_features = t.mode == "fixed_feature" and t.batchnorm == "freeze"
         if needs_features:
-            train_features = extract_features(model, self.target_train_x)
-            test_features = extract_features(model, self.target_test_x)
-        labels = self.data.target_train.labels
-        heads = self.data.target_train_heads
+            train_features = extract_features(model, target.train_x)
+            test_features = extract_features(model, target.test_x)
+        labels = target.data.train.labels
+        heads = target.data.train_heads
+        num_target_classes = target.num_classes
         per_head = []
         per_head_logits = []
         for h in range(int(heads.max()) + 1):
@@ -143,29 +174,29 @@ class Worker:
             generator = torch.Generator().manual_seed(seed + 2 + h)
             if needs_features and t.head == "lbfgs":
                 head = LinearHead(t.head_l2, t.head_max_iter)
-                head.fit(train_features[rows], labels[rows], self.num_target_classes)
+                head.fit(train_features[rows], labels[rows], num_target_classes)
                 logits = head.logits(test_features)
             elif needs_features:
                 logits = sgd_head_logits(
-                    train_features[rows], labels[rows], test_features, self.num_target_classes,
+                    train_features[rows], labels[rows], test_features, num_target_classes,
                     transfer_settings(self.config), generator, self.device,
                 )
             else:
                 logits = fine_tune_logits(
                     model,
-                    self.target_train_x[torch.from_numpy(np.flatnonzero(rows)).to(self.device)],
+                    target.train_x[torch.from_numpy(np.flatnonzero(rows)).to(self.device)],
                     torch.from_numpy(labels[rows]).to(self.device),
-                    self.target_test_x,
-                    self.num_target_classes,
+                    target.test_x,
+                    num_target_classes,
                     transfer_settings(self.config),
                     generator,
                     train_backbone=t.mode == "full_finetune",
                     amp=self.config.execution.amp,
                 )
             per_head_logits.append(logits)
-            per_head.append(output_kinds_from_logits(logits, self.data.target_test.labels))
+            per_head.append(output_kinds_from_logits(logits, target.data.test.labels))
         outputs = {k: np.mean([o[k] for o in per_head], axis=0).astype(np.float32) for k in per_head[0]}
-        return outputs, predicted_labels(per_head_logits), float(outputs["correct"].mean())
+        return TargetResult(outputs, predicted_labels(per_head_logits), float(outputs["correct"].mean()))
 
 
 def source_settings(config: StudyConfig) -> TrainSettings:
