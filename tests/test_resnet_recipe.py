@@ -17,6 +17,7 @@ from transfer_influence.errors import ConfigError
 from transfer_influence.pipeline.run import run_study
 from transfer_influence.study.config import (
     ADDED_AT_DEFAULT,
+    DesignConfig,
     ModelConfig,
     TrainConfig,
     TransferConfig,
@@ -187,7 +188,7 @@ def test_streamed_batches_train_the_same_model_as_batches_in_memory(workers: int
 
 
 def test_added_settings_at_their_defaults_leave_results_keys_alone() -> None:
-    sections = {"model": ModelConfig(), "train": TrainConfig(), "transfer": TransferConfig()}
+    sections = {"design": DesignConfig(), "model": ModelConfig(), "train": TrainConfig(), "transfer": TransferConfig()}
     for section, defaults in ADDED_AT_DEFAULT.items():
         dumped = sections[section].model_dump(mode="json")
         assert {name: dumped[name] for name in defaults} == defaults, section

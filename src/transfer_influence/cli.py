@@ -298,6 +298,19 @@ def _open_finished(study: Path, partial: bool, target: str | None = None):  # ty
     return results
 
 
+def _require_class_units(study: Path, command: str) -> None:
+    """Refuse, before any work, a command that reads or retrains whole source classes on a study
+    whose subsets are drawn over source examples (``design.unit: example``)."""
+    from .study.store import StudyStore
+
+    if StudyStore.open(study).example_units:
+        raise InputError(
+            f"{study} is an example-level study (design.unit: example): its units are source examples, while "
+            f"`{command}` works on source classes. Use `transfer-influence influence {study}` for example "
+            "influences, or run `" + command + "` on a study with design.unit: class"
+        )
+
+
 def _target_folder(results, folder: Path) -> Path:  # type: ignore[no-untyped-def]
     """``folder`` for the primary target; ``folder/<name>`` for another, so targets never mix."""
     return folder if results.target_name == results.target_names[0] else folder / results.target_name
@@ -331,7 +344,8 @@ def _cmd_influence(args: argparse.Namespace) -> int:
     np.save(out / f"example_values_{suffix}.npy", examples.values)
     np.save(out / f"example_stderr_{suffix}.npy", examples.stderr)
     order = ranked(overall)
-    print(f"{results.num_models} models, {len(results.class_names)} classes, {len(results.target_ids)} targets"
+    units = "source examples" if results.unit_kind == "example" else "classes"
+    print(f"{results.num_models} models, {len(results.class_names)} {units}, {len(results.target_ids)} targets"
           f"{_target_line(results)}, output {kind}, estimator {estimator}; estimated in {seconds:.2f} s")
     half = overall.critical_value(0.95)
     for title, rows in (("most positive", order[: args.top]), ("most negative", order[-args.top :][::-1])):
@@ -339,7 +353,7 @@ def _cmd_influence(args: argparse.Namespace) -> int:
         for row in rows:
             print(f"  {row.name:>14}  {row.influence:+.5f} ± {half * row.stderr:.5f}")
     significant = significant_classes(overall, 0, args.fdr)
-    print(f"significantly non-zero at FDR {args.fdr:g}: {len(significant)} classes"
+    print(f"significantly non-zero at FDR {args.fdr:g}: {len(significant)} {units}"
           + (": " + ", ".join(name for name, _, _ in significant) if significant else ""))
     print(f"tables in {out}")
     return 0
@@ -348,6 +362,7 @@ def _cmd_influence(args: argparse.Namespace) -> int:
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     from .analysis.convergence import diagnose
 
+    _require_class_units(args.study, "diagnose")
     results = _open_finished(args.study, args.partial, args.target_set)
     kinds = results.output_kinds if args.kinds == "all" else tuple(args.kinds.split(","))
     estimators = tuple(args.estimators.split(","))
@@ -372,6 +387,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from .pipeline.pilots import run_pilots
 
     config = load_config(args.config)
+    if config.design.unit != "class":
+        raise InputError(
+            f"{args.config}: `plan` pilots class-level designs; this config draws subsets of source examples "
+            "(design.unit: example). Run the study with `transfer-influence run` and read it with `influence`"
+        )
     alphas = tuple(float(a) for a in args.alphas.split(","))
     out = args.out or Path("studies") / f"{config.name}-pilots"
     recommendation = run_pilots(
@@ -384,6 +404,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report.build import build_report
 
+    _require_class_units(args.study, "report")
     report = build_report(args.study, kind=args.kind, estimator=args.estimator, target=args.target_set)
     print(f"report: {report.html_path}")
     return 0
@@ -407,6 +428,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     from .report.projection_tables import file_stem, write_source_projection_csv, write_target_projection_csv
 
     check_top(args.top)
+    _require_class_units(args.study, "project")
     results = _open_finished(args.study, args.partial, args.target_set)
     kind, estimator = _analysis_choice(results, args)
     if args.source_class is not None:
@@ -451,6 +473,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     check_top(args.top)
     if args.count < 1:
         raise InputError(f"--count must be at least 1 (got {args.count})")
+    _require_class_units(args.study, "explain")
     results = _open_finished(args.study, args.partial, args.target_set)
     kind, estimator = _analysis_choice(results, args)
     if args.target:
@@ -522,6 +545,7 @@ def _cmd_counterfactual(args: argparse.Namespace) -> int:
         ks = [int(k) for k in args.k.split(",")] if args.k else None
     except ValueError:
         raise InputError(f"--k {args.k!r}: give whole numbers separated by commas, e.g. --k 5,10,20") from None
+    _require_class_units(args.study, "counterfactual")
     result = run_counterfactual(
         args.study, ks, args.repeats, args.ranking_from, args.estimator, args.kind,
         serial=args.serial, workers=args.workers, progress=not args.quiet, target=args.target_set,
@@ -575,6 +599,7 @@ def _cmd_compare_rankings(args: argparse.Namespace) -> int:
 def _cmd_whatif(args: argparse.Namespace) -> int:
     from .analysis.whatif import what_if_removed
 
+    _require_class_units(args.study, "whatif")
     results = _open_finished(args.study, args.partial, args.target_set)
     result = what_if_removed(results, [c.strip() for c in args.remove.split(",") if c.strip()], scaling=args.scaling,
                             level=args.level)
@@ -594,6 +619,7 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
 def _cmd_handpicked(args: argparse.Namespace) -> int:
     from .analysis.handpicked import run_handpicked, write_handpicked
 
+    _require_class_units(args.study, "handpicked")
     result = run_handpicked(args.study, args.mapping, args.repeats, serial=args.serial, workers=args.workers,
                             progress=not args.quiet, target=args.target_set)
     files = write_handpicked(result)
@@ -615,6 +641,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise InputError("--remove goes with --target: the summary removes each image's most negative class itself")
     if args.target is not None and (args.pairs is not None or args.classes is not None):
         raise InputError("--pairs and --classes go with --summary, not --target")
+    _require_class_units(args.study, "verify")
     options = dict(repeats=args.repeats, kind=args.kind, estimator=args.estimator, serial=args.serial,
                    workers=args.workers, progress=not args.quiet, target_set=args.target_set)
     return _verify_target(args, options) if args.target is not None else _verify_summary(args, options)

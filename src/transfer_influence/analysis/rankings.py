@@ -8,7 +8,7 @@ for the group, which per-example standard errors cannot give (the examples' nois
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -20,7 +20,8 @@ from ..study.results import StudyResults
 def _estimate(
     results: StudyResults, outputs: np.ndarray, target_ids: Sequence[str], kind: str, estimator: str
 ) -> InfluenceEstimate:
-    return estimate(estimator, results.masks, outputs, results.class_names, target_ids, kind, results.blocks)
+    found = estimate(estimator, results.masks, outputs, results.class_names, target_ids, kind, results.blocks)
+    return found if results.unit_kind == "class" else replace(found, unit_kind="example")
 
 
 def overall_influence(results: StudyResults, kind: str = "p_true", estimator: str = "dim") -> InfluenceEstimate:

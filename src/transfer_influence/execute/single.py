@@ -58,7 +58,7 @@ def run_single(study_dir: str | Path, kind: str, index: int, stream: IO[str] | N
     """Run ``kind``-``index`` of the study in ``study_dir`` unless its file already exists."""
     store = StudyStore.open(study_dir)
     config = store.config
-    spec = run_spec_for(config, len(store.metadata["class_names"]), kind, index)
+    spec = run_spec_for(config, store.num_design_units(), kind, index)
     path = store.run_path(spec.run_id)
     if path.exists():
         check = store.check_run(spec.run_id, config)

@@ -17,7 +17,7 @@ from typing import IO
 
 from ..execute import RunSummary, make_executor
 from ..study.config import StudyConfig
-from ..study.design import RunSpec, baseline_runs, check_plan, subset_runs
+from ..study.design import RunSpec, baseline_runs, check_plan, design_unit_count, subset_runs
 from ..study.results import audit_runs, consolidate
 from ..study.store import STUDY_FILE, StudyStore, atomic_write_text, study_lock
 from ..study.views import build_study_data, save_study_data
@@ -38,9 +38,10 @@ class RunReport:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def pending_specs(config: StudyConfig, store: StudyStore, num_classes: int) -> tuple[list[RunSpec], int]:
-    """Baselines first (a partial study can already be compared with them), then subset models."""
-    specs = baseline_runs(config, num_classes) + subset_runs(config, num_classes, range(config.num_models))
+def pending_specs(config: StudyConfig, store: StudyStore, num_units: int) -> tuple[list[RunSpec], int]:
+    """Baselines first (a partial study can already be compared with them), then subset models;
+    ``num_units``: the design's units (classes, or source examples for ``design.unit: example``)."""
+    specs = baseline_runs(config, num_units) + subset_runs(config, num_units, range(config.num_models))
     finished = store.finished_run_ids()
     todo = [s for s in specs if s.run_id not in finished]
     return todo, len(specs) - len(todo)
@@ -57,7 +58,8 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
         data = build_study_data(config)
         if (study_dir / STUDY_FILE).exists():  # a foreign config is named as such, before the plan is judged
             StudyStore.open(study_dir).check_compatible(config, numerics, data.fingerprints())
-        check_plan(config, len(data.class_names))  # before anything is written or trained
+        num_units = design_unit_count(config, len(data.class_names), len(data.source_train))
+        check_plan(config, num_units)  # before anything is written or trained
         store = StudyStore.create_or_open(
             study_dir,
             config,
@@ -74,7 +76,7 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
         consolidate(store, stream)
         audit_runs(store, stream)
         seconds_data = time.perf_counter() - started
-        specs, skipped = pending_specs(config, store, len(data.class_names))
+        specs, skipped = pending_specs(config, store, num_units)
         report = RunReport(store, planned=len(specs) + skipped, skipped=skipped)
         if skipped:
             print(f"resuming {study_dir}: {skipped} runs already finished, {len(specs)} to go", file=stream)

@@ -62,7 +62,7 @@ class StudyStatus:
 def planned_run_ids(store: StudyStore) -> list[str]:
     """The run ids the study's config plans: baselines first, then subset runs (as ``run`` orders them)."""
     config = store.config
-    baselines = [spec.run_id for spec in baseline_runs(config, len(store.metadata["class_names"]))]
+    baselines = [spec.run_id for spec in baseline_runs(config, store.num_design_units())]
     return baselines + [f"subset-{index:06d}" for index in range(config.num_models)]
 
 

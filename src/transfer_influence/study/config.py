@@ -91,10 +91,18 @@ class DesignConfig(_Strict):
     classes into 1/alpha groups per block of 1/alpha models (every class equally often).
     ``alpha`` is the fraction of source classes in each subset. It defines the counterfactual being
     measured: a class's influence is its effect *within a source of alpha·K classes*.
+    ``unit: example`` draws the same designs over the L source training examples instead of the K
+    classes (alpha·L examples per subset); a model's classes are those present in its examples.
     """
 
     kind: Literal["iid", "complement", "partition"] = "iid"
     alpha: float = Field(default=0.5, gt=0.0, lt=1.0)
+    unit: Literal["class", "example"] = Field(
+        default="class",
+        description="what a subset is drawn over: 'class' (whole source classes, the paper's class-level "
+        "study) or 'example' (single source training examples, for example-level datamodels); alpha is the "
+        "fraction of that unit in each subset",
+    )
 
     @model_validator(mode="after")
     def _alpha_fits_kind(self) -> "DesignConfig":
@@ -447,6 +455,7 @@ ADDED_TOP_LEVEL_AT_DEFAULT: dict[str, Any] = {"extra_targets": []}
 ``ADDED_AT_DEFAULT`` does within sections): a one-target study keeps its key."""
 
 ADDED_AT_DEFAULT: dict[str, dict[str, Any]] = {
+    "design": {"unit": "class"},
     "model": {"stem": "auto"},
     "train": {
         "optimizer": "adam",

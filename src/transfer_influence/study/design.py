@@ -1,8 +1,10 @@
 """Subset designs and run specs.
 
-Every model's class subset is a pure function of (study seed, model index): any mask can be rebuilt
-from its index alone, so a worker needs nothing but the index, and a crashed or resumed study
-reproduces exactly the subsets it would have drawn.
+Every model's subset is a pure function of (study seed, model index): any mask can be rebuilt from
+its index alone, so a worker needs nothing but the index, and a crashed or resumed study reproduces
+exactly the subsets it would have drawn. A subset's *units* are source classes (``design.unit:
+class``) or single source training examples (``design.unit: example``); the designs below draw over
+``num_units`` of either kind alike.
 """
 
 from __future__ import annotations
@@ -137,7 +139,40 @@ def is_blocked(config: StudyConfig) -> bool:
     return config.design.kind != "iid" or config.train.seeding == "block"
 
 
-def _plan_problem(masks: np.ndarray, block: int | None) -> str | None:
+def unit_word(config: StudyConfig) -> str:
+    """What a design's units are called in messages: ``classes`` or ``source examples``."""
+    return "source examples" if config.design.unit == "example" else "classes"
+
+
+def design_unit_count(config: StudyConfig, num_classes: int, num_examples: int) -> int:
+    """Units a subset mask covers: the K source classes, or the L source training examples."""
+    return num_examples if config.design.unit == "example" else num_classes
+
+
+def check_example_alpha(config: StudyConfig, num_examples: int) -> None:
+    """Refuse an example-level design whose subsets cannot hold at least one example and leave at
+    least one out (alpha·L < 1, or alpha·L > L − 1), or whose complement pairs cannot split the
+    examples in halves; the message names the setting to change."""
+    alpha, kind = config.design.alpha, config.design.kind
+    if alpha * num_examples < 1 or round(alpha * num_examples) < 1:
+        raise PlanError(
+            f"design.unit 'example' with design.alpha={alpha:g} over {num_examples} source examples gives "
+            f"subsets of fewer than one example (alpha·L = {alpha * num_examples:.3g}); raise design.alpha to at "
+            f"least {1 / num_examples:.3g} (1/L), use more source examples, or use design.unit: class"
+        )
+    if round(alpha * num_examples) > num_examples - 1:
+        raise PlanError(
+            f"design.unit 'example' with design.alpha={alpha:g} over {num_examples} source examples puts every "
+            "example in every subset; lower design.alpha so that alpha·L ≤ L − 1"
+        )
+    if kind == "complement" and num_examples % 2:
+        raise PlanError(
+            f"design.kind 'complement' splits the source examples into two halves, which needs an even number "
+            f"of them (got {num_examples}); use design.kind 'iid' or 'partition'"
+        )
+
+
+def _plan_problem(masks: np.ndarray, block: int | None, units: str = "classes") -> str | None:
     """Why the first ``len(masks)`` models cannot estimate every class, or None when they can."""
     m = masks.shape[0]
     if block is not None and m < block:
@@ -145,8 +180,8 @@ def _plan_problem(masks: np.ndarray, block: int | None) -> str | None:
     n_in = masks.sum(axis=0)
     never, always = int((n_in == 0).sum()), int((n_in == m).sum())
     if never or always:
-        parts = ([f"{never} classes are in no subset"] if never else []) + (
-            [f"{always} classes are in every subset"] if always else []
+        parts = ([f"{never} {units} are in no subset"] if never else []) + (
+            [f"{always} {units} are in every subset"] if always else []
         )
         return " and ".join(parts)
     return None
@@ -163,22 +198,28 @@ def minimum_models(config: StudyConfig, num_classes: int, search_limit: int = 10
         if (block is None or m >= block) and (n_in > 0).all() and (n_in < m).all():
             return m
     raise PlanError(
-        f"no number of models up to {search_limit} includes and excludes every one of the {num_classes} classes "
+        f"no number of models up to {search_limit} includes and excludes every one of the {num_classes} "
+        f"{unit_word(config)} "
         f"with design {config.design.kind!r} at alpha={config.design.alpha:g}; choose alpha so that every subset "
         "leaves some classes in and some out"
     )
 
 
-def check_plan(config: StudyConfig, num_classes: int) -> None:
-    """Refuse, before any training, a model count that cannot estimate every class's influence."""
-    needed = minimum_models(config, num_classes)
+def check_plan(config: StudyConfig, num_units: int) -> None:
+    """Refuse, before any training, a model count that cannot estimate every unit's influence
+    (``num_units``: the design's units, ``design_unit_count``)."""
+    if config.design.unit == "example":
+        check_example_alpha(config, num_units)
+    needed = minimum_models(config, num_units)
     if config.num_models >= needed:
         return
-    masks = np.stack([design_mask(config, i, num_classes) for i in range(config.num_models)])
-    problem = _plan_problem(masks, design_block_size(config) if is_blocked(config) else None)
+    units = unit_word(config)
+    unit = "source example" if config.design.unit == "example" else "class"
+    masks = np.stack([design_mask(config, i, num_units) for i in range(config.num_models)])
+    problem = _plan_problem(masks, design_block_size(config) if is_blocked(config) else None, units)
     raise PlanError(
-        f"num_models = {config.num_models} cannot estimate every class's influence: with design "
-        f"{config.design.kind!r} (alpha {config.design.alpha:g}, {num_classes} classes, seed {config.seed}) "
+        f"num_models = {config.num_models} cannot estimate every {unit}'s influence: with design "
+        f"{config.design.kind!r} (alpha {config.design.alpha:g}, {num_units} {units}, seed {config.seed}) "
         f"{problem}. This design and seed need at least {needed} models: set num_models (or --models) "
         f"to {needed} or more"
     )

@@ -43,6 +43,30 @@ RESULTS_KEY_FIELD = "results_key"
 QUARANTINE_DIR = "quarantine"
 SUBSET_RUN_ID = re.compile(r"^subset-(\d{6})$")
 """The only names whose files are subset runs: a copy named ``subset-000003 (1).npz`` is not one."""
+MASK_MEMBER = "mask"
+"""A class-level run's mask: one bool per source class."""
+PACKED_MASK_MEMBER = "mask_packed"
+"""An example-level run's mask: one bit per source training example (``np.packbits``, big-endian
+bit order), so that a run over L examples stores L/8 bytes rather than L."""
+MASK_LENGTH_FIELD = "mask_length"
+"""Run-record field of an example-level run: the number of bits of its packed mask that are units."""
+
+
+def pack_mask(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask as bits (``np.packbits``): 8 units per byte."""
+    return np.packbits(np.asarray(mask, dtype=bool))
+
+
+def unpack_mask(packed: np.ndarray, length: int) -> np.ndarray:
+    """The first ``length`` bits of a packed mask, as bools."""
+    return np.unpackbits(np.asarray(packed, dtype=np.uint8), count=length).astype(bool)
+
+
+def run_mask(arrays: Mapping[str, np.ndarray], record: Mapping[str, Any]) -> np.ndarray:
+    """A run file's mask as bools, whether stored per class (``mask``) or bit-packed per example."""
+    if PACKED_MASK_MEMBER in arrays:
+        return unpack_mask(arrays[PACKED_MASK_MEMBER], int(record[MASK_LENGTH_FIELD]))
+    return np.asarray(arrays[MASK_MEMBER], dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -134,9 +158,15 @@ def check_run_file(path: Path, results_keys: Collection[str]) -> RunFileCheck:
 def _record_problem(path: Path, arrays: dict[str, np.ndarray], record: Any, results_keys: Collection[str]) -> str | None:
     if not isinstance(record, dict):
         return "its record is not a JSON object"
-    missing = [name for name in ("mask", *(f"output__{k}" for k in OUTPUT_KINDS)) if name not in arrays]
+    has_mask = MASK_MEMBER in arrays or PACKED_MASK_MEMBER in arrays
+    missing = [name for name in ([] if has_mask else [MASK_MEMBER]) + [f"output__{k}" for k in OUTPUT_KINDS]
+               if name not in arrays]
     if missing:
         return f"members missing: {', '.join(missing)}"
+    if PACKED_MASK_MEMBER in arrays:
+        length = record.get(MASK_LENGTH_FIELD)
+        if not isinstance(length, int) or arrays[PACKED_MASK_MEMBER].size != (length + 7) // 8:
+            return f"its packed mask does not hold the {length!r} units its record names"
     if record.get("run_id") != path.stem:
         return f"it holds run {record.get('run_id')!r}, not {path.stem!r}: a duplicate or a copy under another name"
     key = record.get(RESULTS_KEY_FIELD)

@@ -18,23 +18,27 @@ import numpy as np
 from ..errors import InputError, StudyMismatchError
 from .atomic import atomic_write_npz, fsync_file, new_temp_file, remove_temp_files, replace_durably
 from .config import StudyConfig
-from .integrity import SUBSET_RUN_ID, FileIdentity, RunFileCheck, quarantine_run_file
+from .integrity import SUBSET_RUN_ID, FileIdentity, RunFileCheck, pack_mask, quarantine_run_file, run_mask
 from .store import CONSOLIDATED_DIR, EXTRA_ACCURACY_FIELD, RUNS_DIR, StudyStore, consolidation_lock, output_member
 from .outputs import OUTPUT_KINDS
 
 
 def load_target_views(store: StudyStore, target: str | None = None) -> dict[str, np.ndarray]:
-    """Target test labels, ids and class names and the source class names, from the study's data
-    views: what reading a study needs without any finished run. ``target``: a target's name (None
+    """Target test labels, ids and class names and the source class names (and, in an example-level
+    study, the source example ids, its units), from the study's data views: what reading a study
+    needs without any finished run. ``target``: a target's name (None
     or the primary's name: the primary target; an unknown name is refused)."""
     prefix = "target_test" if (extra := store.extra_target_name(target)) is None else f"target_test__{extra}"
     with np.load(store.data_path, allow_pickle=False) as archive:
-        return {
+        views = {
             "labels": archive[f"{prefix}__labels"].astype(np.int64),
             "ids": archive[f"{prefix}__ids"].astype(str),
             "classes": archive[f"{prefix}__classes"].astype(str),
             "source_classes": archive["source_train__classes"].astype(str),
         }
+        if store.example_units:
+            views["source_ids"] = archive["source_train__ids"].astype(str)
+        return views
 
 
 def _extra_target_sizes(store: StudyStore) -> dict[str, int]:
@@ -63,14 +67,21 @@ LEGACY_TEMP_SUFFIX = ".grow.npy"
 """The fixed temporary name older versions grew arrays under (cleaned like the unique ones)."""
 
 
+PACKED_MASKS = "masks_packed"
+"""Consolidated masks of an example-level study: one row of ``ceil(L/8)`` bytes per run
+(``np.packbits`` of its mask over the L source examples), never an m × L array of bools."""
+
+
 def _array_layout(
-    num_classes: int, num_targets: int, extra_targets: dict[str, int] | None = None
+    num_units: int, num_targets: int, extra_targets: dict[str, int] | None = None, packed: bool = False
 ) -> dict[str, tuple[tuple[int, ...], Any]]:
     """Each consolidated array's row shape and dtype: one row per subset run index. An extra target
     (``extra_targets``: its number of test examples by name) adds ``target_accuracy__<name>`` and
-    ``outputs_<kind>__<name>``; the primary's arrays keep the names of a one-target study."""
+    ``outputs_<kind>__<name>``; the primary's arrays keep the names of a one-target study.
+    ``packed``: the masks are over source examples and stored bit-packed (``masks_packed``)."""
+    mask_layout = {PACKED_MASKS: (((num_units + 7) // 8,), np.uint8)} if packed else {"masks": ((num_units,), np.bool_)}
     layout: dict[str, tuple[tuple[int, ...], Any]] = {
-        "masks": ((num_classes,), np.bool_),
+        **mask_layout,
         "source_accuracy": ((), np.float32),
         "target_accuracy": ((), np.float32),
         **{f"outputs_{k}": ((num_targets,), np.float32) for k in OUTPUT_KINDS},
@@ -83,7 +94,9 @@ def _array_layout(
 
 def _study_layout(store: StudyStore) -> dict[str, tuple[tuple[int, ...], Any]]:
     targets = load_target_views(store)
-    return _array_layout(len(targets["source_classes"]), len(targets["labels"]), _extra_target_sizes(store))
+    packed = store.example_units
+    units = len(targets["source_ids"] if packed else targets["source_classes"])
+    return _array_layout(units, len(targets["labels"]), _extra_target_sizes(store), packed)
 
 
 def grown_capacity(capacity: int, needed: int, planned: int) -> int:
@@ -182,7 +195,11 @@ def _consolidate_locked(store: StudyStore, out: Path, stream: IO[str]) -> None:
         if not check.ok:
             quarantine_run_file(check, stream)
             continue
-        arrays["masks"][index] = check.arrays["mask"]
+        mask = run_mask(check.arrays, check.record)
+        if PACKED_MASKS in arrays:
+            arrays[PACKED_MASKS][index] = pack_mask(mask)
+        else:
+            arrays["masks"][index] = mask
         for kind in OUTPUT_KINDS:
             arrays[f"outputs_{kind}"][index] = check.arrays[f"output__{kind}"]
         arrays["source_accuracy"][index] = check.record["source_accuracy"]
@@ -288,7 +305,13 @@ def _write_resized(path: Path, shape: tuple[int, ...], dtype: Any) -> None:
 
 @dataclass
 class StudyResults:
-    """The finished runs of a study, labelled: which classes each model saw and what it output."""
+    """The finished runs of a study, labelled: which units each model saw and what it output.
+
+    ``class_names`` names the mask's columns, the study's units: the source classes, or in an
+    example-level study (``unit_kind`` 'example') the source example ids, with the classes in
+    ``source_class_names``. ``masks`` is a dense m × L bool array even then (L bytes per model,
+    read from bit-packed rows): fine at demo scale, the estimators take it as it is.
+    """
 
     path: Path
     config: StudyConfig
@@ -312,6 +335,15 @@ class StudyResults:
     """Every target of the study, the primary first."""
     _extra_target: str | None = None
     """The target's name in run files and consolidated arrays: None for the primary (unnamed there)."""
+    unit_kind: str = "class"
+    """What a mask column is: a source ``class`` or a source ``example`` (``design.unit``)."""
+    source_class_names: tuple[str, ...] = ()
+    """The source classes (equal to ``class_names`` in a class-level study)."""
+
+    @property
+    def unit_names(self) -> tuple[str, ...]:
+        """The name of each mask column: class names, or source example ids."""
+        return self.class_names
 
     def for_target(self, name: str | None) -> "StudyResults":
         """The same runs seen on another of the study's targets (None: the primary); every analysis
@@ -422,11 +454,13 @@ def _read_results(store: StudyStore, target: str | None = None) -> StudyResults:
     loose = np.setdiff1d(np.asarray(store.finished_subset_indices(), dtype=np.int64), consolidated)
     run_indices = np.union1d(consolidated, loose).astype(np.int64)
     from_files = np.isin(run_indices, loose)
-    masks = np.zeros((run_indices.size, len(targets["source_classes"])), dtype=bool)
+    example_units = store.example_units
+    unit_names = targets["source_ids"] if example_units else targets["source_classes"]
+    masks = np.zeros((run_indices.size, len(unit_names)), dtype=bool)
     accuracy = {name: np.zeros(run_indices.size, dtype=np.float32) for name in ("source_accuracy", "target_accuracy")}
     in_arrays = ~from_files
     if in_arrays.any():
-        masks[in_arrays] = stored["masks"][run_indices[in_arrays]]
+        masks[in_arrays] = _stored_masks(stored, run_indices[in_arrays], len(unit_names))
         accuracy["source_accuracy"][in_arrays] = stored["source_accuracy"][run_indices[in_arrays]]
         accuracy["target_accuracy"][in_arrays] = stored[f"target_accuracy{_suffix(extra)}"][run_indices[in_arrays]]
     config = store.config
@@ -437,7 +471,7 @@ def _read_results(store: StudyStore, target: str | None = None) -> StudyResults:
             print(f"  ignoring {check.path.name}: {check.problem}", file=sys.stderr)
             usable[position] = False
             continue
-        masks[position] = check.arrays["mask"]
+        masks[position] = run_mask(check.arrays, check.record)
         accuracy["source_accuracy"][position] = check.record["source_accuracy"]
         accuracy["target_accuracy"][position] = _target_accuracy(check.record, extra)
     if not usable.all():
@@ -449,7 +483,7 @@ def _read_results(store: StudyStore, target: str | None = None) -> StudyResults:
         metadata=store.metadata,
         run_indices=run_indices,
         masks=masks,
-        class_names=tuple(targets["source_classes"].tolist()),
+        class_names=tuple(unit_names.tolist()),
         target_labels=targets["labels"],
         target_ids=targets["ids"],
         target_class_names=tuple(targets["classes"].tolist()),
@@ -460,7 +494,16 @@ def _read_results(store: StudyStore, target: str | None = None) -> StudyResults:
         target_name=config.target_names[0] if extra is None else extra,
         target_names=tuple(config.target_names),
         _extra_target=extra,
+        unit_kind="example" if example_units else "class",
+        source_class_names=tuple(targets["source_classes"].tolist()),
     )
+
+
+def _stored_masks(stored: dict[str, np.memmap], rows: np.ndarray, num_units: int) -> np.ndarray:
+    """The masks of consolidated ``rows`` as bools, unpacked where they are stored as bits."""
+    if PACKED_MASKS in stored:
+        return np.unpackbits(np.asarray(stored[PACKED_MASKS][rows]), axis=1, count=num_units).astype(bool)
+    return np.asarray(stored["masks"][rows])
 
 
 def _consolidated_arrays(out: Path, layout: dict[str, tuple[tuple[int, ...], Any]]) -> dict[str, np.memmap]:

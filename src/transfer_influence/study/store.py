@@ -4,8 +4,10 @@ Layout::
 
     STUDY/study.json            config, results key, numerics, seed, versions, git commit, data fingerprints
     STUDY/data.npz              the dataset views every worker trains on
-    STUDY/runs/<run_id>.npz     one file per finished run, written to a temp name then renamed: mask,
-                                record, the outputs, and the predicted labels (``predicted``, absent
+    STUDY/runs/<run_id>.npz     one file per finished run, written to a temp name then renamed: mask
+                                (``mask``: one bool per class; in a ``design.unit: example`` study
+                                ``mask_packed``: one bit per source example, its length in the
+                                record's ``mask_length``), record, the outputs, and the predicted labels (``predicted``, absent
                                 from files written before they were recorded); the record holds the
                                 study's results key and a checksum of the file's contents. A study
                                 with extra targets adds ``output__<name>__<kind>`` and
@@ -14,7 +16,8 @@ Layout::
     STUDY/runs/<run_id>.failed.json  a run whose every attempt failed: errors and tracebacks
     STUDY/runs/quarantine/      bad run files moved aside (``integrity``), each with a reason file
     STUDY/running/<run_id>.json one marker per run in progress (host, pid, start), any executor
-    STUDY/consolidated/*.npy    masks, outputs per kind, accuracies: one row per subset run index,
+    STUDY/consolidated/*.npy    masks (``masks_packed``, bit-packed rows, in an example study), outputs
+                                per kind, accuracies: one row per subset run index,
                                 sized to the finished runs; completed.npz flags the rows written
     STUDY/.lock                 held by ``run`` for as long as it adds runs
     STUDY/.consolidate.lock     held by whoever consolidates (the running study or a reader)
@@ -45,8 +48,19 @@ import numpy as np
 from ..errors import InputError, StudyBusyError, StudyMismatchError
 from .atomic import atomic_write_npz, atomic_write_text, remove_temp_files, temp_files
 from .config import NOT_RESULTS, StudyConfig
-from .design import RunSpec, design_mask, train_seed
-from .integrity import RESULTS_KEY_FIELD, SUBSET_RUN_ID, RunFileCheck, check_run_file, sealed_record
+from .design import RunSpec, design_mask, design_unit_count, train_seed
+from .integrity import (
+    MASK_LENGTH_FIELD,
+    MASK_MEMBER,
+    PACKED_MASK_MEMBER,
+    RESULTS_KEY_FIELD,
+    SUBSET_RUN_ID,
+    RunFileCheck,
+    check_run_file,
+    pack_mask,
+    run_mask,
+    sealed_record,
+)
 from .outputs import OUTPUT_KINDS
 
 STUDY_FILE = "study.json"
@@ -281,6 +295,17 @@ class StudyStore:
     def data_path(self) -> Path:
         return self.path / DATA_FILE
 
+    @property
+    def example_units(self) -> bool:
+        """Whether the study's subsets are drawn over source examples (``design.unit: example``)."""
+        return self.metadata["config"].get("design", {}).get("unit", "class") == "example"
+
+    def num_design_units(self) -> int:
+        """Units of the study's masks: its source classes, or its source training examples."""
+        if not self.example_units:
+            return len(self.metadata["class_names"])
+        return design_unit_count(self.config, len(self.metadata["class_names"]), int(self.metadata["data"]["source_train_examples"]))
+
     # ---- runs ------------------------------------------------------------------------------
     def run_path(self, run_id: str) -> Path:
         return self.path / RUNS_DIR / f"{run_id}.npz"
@@ -326,7 +351,7 @@ class StudyStore:
         if not check.ok or match is None or RESULTS_KEY_FIELD in check.record:
             return check
         index = int(match.group(1))
-        mask = check.arrays["mask"]
+        mask = run_mask(check.arrays, check.record)
         expected = design_mask(config, index, mask.shape[0])
         if not np.array_equal(mask, expected) or check.record.get("seed") != train_seed(config, index):
             check.problem = "its mask or seed is not the one this study's design gives that run: another study's file"
@@ -365,14 +390,20 @@ class StudyStore:
         (``integrity``), so that a foreign or altered file is recognised; a failure record of the
         run, left by earlier attempts, is removed once the file is in place."""
         arrays: dict[str, Any] = {f"output__{k}": np.asarray(outputs[k]) for k in OUTPUT_KINDS}
-        arrays["mask"] = np.asarray(spec.mask)
+        extra_fields: dict[str, Any] = {}
+        if self.example_units:
+            arrays[PACKED_MASK_MEMBER] = pack_mask(spec.mask)
+            extra_fields[MASK_LENGTH_FIELD] = int(np.asarray(spec.mask).size)
+        else:
+            arrays[MASK_MEMBER] = np.asarray(spec.mask)
         if predicted is not None:
             arrays[PREDICTED_MEMBER] = np.asarray(predicted, dtype=np.int16)
         for name, (target_outputs, target_predicted) in (extra_targets or {}).items():
             for k in OUTPUT_KINDS:
                 arrays[output_member(k, name)] = np.asarray(target_outputs[k])
             arrays[predicted_member(name)] = np.asarray(target_predicted, dtype=np.int16)
-        fields = {"run_id": spec.run_id, "kind": spec.kind, "index": spec.index, "seed": spec.seed, **record}
+        fields = {"run_id": spec.run_id, "kind": spec.kind, "index": spec.index, "seed": spec.seed, **record,
+                  **extra_fields}
         fields[RESULTS_KEY_FIELD] = self.metadata["results_key"]
         arrays["record"] = np.asarray(json.dumps(sealed_record(arrays, fields)))
         atomic_write_npz(self.run_path(spec.run_id), arrays)
@@ -417,12 +448,15 @@ class StudyStore:
         """A run's mask, outputs and record; ``target``: an extra target's name (None: the primary)."""
         with np.load(self.run_path(run_id), allow_pickle=False) as archive:
             outputs = {k: archive[output_member(k, target)] for k in OUTPUT_KINDS}
-            return archive["mask"], outputs, json.loads(str(archive["record"]))
+            record = json.loads(str(archive["record"]))
+            return _archive_mask(archive, record), outputs, record
 
     def read_run_mask_and_record(self, run_id: str) -> tuple[np.ndarray, dict[str, Any]]:
-        """A run's class mask and record, without loading its outputs."""
+        """A run's mask (over classes, or unpacked over source examples) and record, without loading
+        its outputs."""
         with np.load(self.run_path(run_id), allow_pickle=False) as archive:
-            return archive["mask"], json.loads(str(archive["record"]))
+            record = json.loads(str(archive["record"]))
+            return _archive_mask(archive, record), record
 
     def read_run_output(self, run_id: str, kind: str, target: str | None = None) -> np.ndarray:
         """One output kind of one run (an npz member is read alone: the others stay on disk);
@@ -450,6 +484,12 @@ class StudyStore:
                 f"(the first is the primary, used when no target is named)"
             )
         return target
+
+
+def _archive_mask(archive: Any, record: dict[str, Any]) -> np.ndarray:
+    """The mask member of an open run file, unpacked to bools (only that member is read)."""
+    member = PACKED_MASK_MEMBER if PACKED_MASK_MEMBER in archive.files else MASK_MEMBER
+    return run_mask({member: archive[member]}, record)
 
 
 @contextmanager

@@ -108,11 +108,11 @@ class Worker:
         seconds: dict[str, float] = {}
         start = time.perf_counter()
         torch.manual_seed(spec.seed)
-        classes = np.flatnonzero(spec.mask)
+        classes, example_rows = self._selection(spec.mask)
         model = self._new_model(len(classes))
         source_accuracy = float("nan")
         if spec.kind != "random_init":
-            model, source_accuracy = self._train_source(model, classes, spec.seed)
+            model, source_accuracy = self._train_source(model, classes, spec.seed, example_rows)
         seconds["train"] = time.perf_counter() - start
         start = time.perf_counter()
         primary, *extras = (self._transfer(model, spec.seed, target) for target in self.targets.values())
@@ -122,10 +122,31 @@ class Worker:
             spec, primary.outputs, source_accuracy, primary.target_accuracy, seconds, primary.predicted, extra_results
         )
 
-    def _train_source(self, model: TransferModel, classes: np.ndarray, seed: int) -> tuple[TransferModel, float]:
+    def _selection(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The source classes a model learns and, in an example-level study, the source training
+        rows it trains on. A class mask selects whole classes (every row of each); an example mask
+        (``design.unit: example``) selects rows, and the model's classes are those present in them."""
+        if self.config.design.unit != "example":
+            return np.flatnonzero(mask), None
+        rows = np.asarray(mask, dtype=bool)
+        if rows.size != len(self.data.source_train):
+            raise ValueError(
+                f"an example mask has {rows.size} entries but the source has {len(self.data.source_train)} "
+                "training examples"
+            )
+        return np.unique(self.data.source_train.labels[rows]), rows
+
+    def _train_source(
+        self, model: TransferModel, classes: np.ndarray, seed: int, example_rows: np.ndarray | None = None
+    ) -> tuple[TransferModel, float]:
+        """Train on the rows of ``classes`` (or exactly ``example_rows``), labels renumbered to the
+        model's ``len(classes)`` outputs; source accuracy is measured on the holdout of those classes."""
         remap = torch.full((self.num_classes,), -1, dtype=torch.long, device=self.device)
         remap[torch.from_numpy(classes).to(self.device)] = torch.arange(len(classes), device=self.device)
-        train_rows = remap[self.source_y] >= 0
+        if example_rows is None:
+            train_rows = remap[self.source_y] >= 0
+        else:
+            train_rows = torch.from_numpy(example_rows).to(self.device)
         holdout_rows = remap[self.holdout_y] >= 0
         generator = torch.Generator().manual_seed(seed + 1)
         train_classifier(
