@@ -1,0 +1,207 @@
+"""The multi-target LASSO path against scikit-learn, the held-out choice of λ, and input checks."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.linear_model import lasso_path as sklearn_lasso_path
+
+from transfer_influence import lasso_datamodel, lasso_path
+from transfer_influence.errors import InputError
+from transfer_influence.estimate import lasso as lasso_module
+from transfer_influence.estimate.lasso import LassoEstimate, lasso_objective
+
+
+def _problem(m: int, units: int, n: int, seed: int, mask: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Centred design and outputs with a few true effects per target."""
+    rng = np.random.default_rng(seed)
+    X = (rng.random((m, units)) < 0.5).astype(np.float64) if mask else rng.normal(size=(m, units))
+    X[:, 1] += 0.6 * X[:, 0]  # correlated columns make coordinate descent take several sweeps
+    beta = np.zeros((units, n))
+    beta[rng.integers(0, units, size=(4, n)), np.arange(n)] = rng.normal(size=(4, n))
+    Y = X @ beta + rng.normal(scale=0.5, size=(m, n))
+    return X - X.mean(axis=0), Y - Y.mean(axis=0)
+
+
+def _sklearn_path(X: np.ndarray, Y: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """scikit-learn's coefficients, one target at a time, shaped (k, units, n) like ours."""
+    columns = []
+    for j in range(Y.shape[1]):
+        _, coef, _ = sklearn_lasso_path(X, Y[:, j], alphas=lambdas, tol=1e-14, max_iter=100_000)
+        columns.append(coef.T)
+    return np.stack(columns, axis=-1)
+
+
+def _relative_objective_gap(X: np.ndarray, Y: np.ndarray, ours: np.ndarray, theirs: np.ndarray, lambdas: np.ndarray) -> float:
+    worst = 0.0
+    for i, lam in enumerate(lambdas):
+        a = lasso_objective(X, Y, ours[i], lam)
+        b = lasso_objective(X, Y, theirs[i], lam)
+        worst = max(worst, float(np.max(np.abs(a - b) / b)))
+    return worst
+
+
+@pytest.mark.parametrize("m,units,n,mask", [(120, 15, 3, False), (60, 25, 4, False), (150, 12, 5, True)])
+def test_matches_sklearn_in_float64(m: int, units: int, n: int, mask: bool) -> None:
+    X, Y = _problem(m, units, n, seed=m + units, mask=mask)
+    lam_max = np.abs(X.T @ Y / m).max()
+    lambdas = lam_max * np.logspace(0, -3, 12)
+    ours = lasso_path(X, Y, lambdas, tol=1e-14)
+    theirs = _sklearn_path(X, Y, lambdas)
+    assert ours.shape == (12, units, n) and ours.dtype == np.float64
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    assert _relative_objective_gap(X, Y, ours, theirs, lambdas) < 1e-8
+    assert (theirs[-1] != 0).sum() > n  # the small end of the path is not trivially zero
+
+
+def test_blocked_sweeps_for_large_working_sets_match_sklearn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Targets whose working sets are large take the blocked sweeps over the shared Gram matrix;
+    forced here for every target, with blocks smaller than the working sets."""
+    monkeypatch.setattr(lasso_module, "DENSE_MIN_SIZE", 0)
+    monkeypatch.setattr(lasso_module, "DENSE_FRACTION", 0.0)
+    monkeypatch.setattr(lasso_module, "DENSE_BLOCK", 4)
+    X, Y = _problem(90, 18, 4, seed=13, mask=True)
+    lambdas = np.abs(X.T @ Y / 90).max() * np.logspace(0, -3, 10)
+    ours = lasso_path(X, Y, lambdas, tol=1e-14)
+    theirs = _sklearn_path(X, Y, lambdas)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    assert _relative_objective_gap(X, Y, ours, theirs, lambdas) < 1e-8
+
+
+@pytest.mark.parametrize("blocked", [False, True])
+def test_units_missed_by_screening_are_added_by_the_kkt_check(monkeypatch: pytest.MonkeyPatch, blocked: bool) -> None:
+    """With a screening rule that keeps only the current non-zeros (so it misses every unit that
+    should enter), the KKT check alone must still bring the path to scikit-learn's solution, and
+    a unit left out of one target's working set must not stall that target's convergence."""
+    monkeypatch.setattr(lasso_module, "_strong_rule", lambda coef, gradient, lam, previous: coef != 0)
+    if blocked:
+        monkeypatch.setattr(lasso_module, "DENSE_MIN_SIZE", 0)
+        monkeypatch.setattr(lasso_module, "DENSE_FRACTION", 0.0)
+    X, Y = _problem(120, 15, 3, seed=21)
+    lambdas = np.abs(X.T @ Y / 120).max() * np.logspace(0, -3, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ours = lasso_path(X, Y, lambdas, tol=1e-14, max_sweeps=5000)
+    np.testing.assert_allclose(ours, _sklearn_path(X, Y, lambdas), atol=1e-6)
+
+
+def test_float32_inputs_match_sklearn_on_the_same_values() -> None:
+    """float32 in, float32 out, computed in float64: it matches scikit-learn run on the same values
+    in float64 (scikit-learn's own float32 solver is only float32-accurate)."""
+    X, Y = _problem(100, 20, 3, seed=5)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    lambdas = np.abs(X.T @ Y / 100).max() * np.logspace(-0.5, -2.5, 8)
+    ours = lasso_path(X32, Y32, lambdas, tol=1e-14)
+    theirs = _sklearn_path(X32.astype(np.float64), Y32.astype(np.float64), lambdas)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    assert _relative_objective_gap(X32, Y32, ours, theirs, lambdas) < 1e-8
+
+
+def test_one_grid_per_target_equals_separate_runs() -> None:
+    X, Y = _problem(80, 10, 3, seed=9)
+    grids = np.abs(X.T @ Y / 80).max(axis=0)[None, :] * np.logspace(0, -2, 6)[:, None]
+    together = lasso_path(X, Y, grids, tol=1e-13)
+    for j in range(3):
+        alone = lasso_path(X, Y[:, [j]], grids[:, j], tol=1e-13)
+        np.testing.assert_allclose(together[:, :, j], alone[:, :, 0], atol=1e-9)
+
+
+def test_lambda_above_lambda_max_gives_zeros() -> None:
+    X, Y = _problem(50, 8, 3, seed=2)
+    lam_max = np.abs(X.T @ Y / 50).max(axis=0)
+    path = lasso_path(X, Y, [lam_max.max() * 1.01, lam_max.max() * 1.0001])
+    assert not path.any()
+    just_below = lasso_path(X, Y, [lam_max.min() * 0.9])
+    assert (just_below[0] != 0).any()
+
+
+def _sparse_datamodel(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Binary masks (α = 0.5) and outputs driven by 3 of 60 units per target, plus noise."""
+    rng = np.random.default_rng(seed)
+    m, units, n = 400, 60, 6
+    masks = rng.random((m, units)) < 0.5
+    truth = np.zeros((units, n))
+    for j in range(n):
+        truth[rng.choice(units, size=3, replace=False), j] = rng.choice([-1.0, 1.0], size=3) * rng.uniform(0.3, 0.6, size=3)
+    outputs = 0.8 + masks @ truth + rng.normal(scale=0.5, size=(m, n))
+    return masks, outputs.astype(np.float32), truth
+
+
+def _support_f1(coef: np.ndarray, truth: np.ndarray) -> float:
+    found, real = coef != 0, truth != 0
+    true_positives = (found & real).sum()
+    return float(2 * true_positives / (found.sum() + real.sum()))
+
+
+def test_heldout_choice_recovers_the_support_better_than_a_tiny_lambda() -> None:
+    masks, outputs, truth = _sparse_datamodel(seed=11)
+    result = lasso_datamodel(masks, outputs, n_lambdas=20, holdout=0.25, seed=3)
+    assert isinstance(result, LassoEstimate)
+    assert result.values.shape == truth.shape and result.chosen_lambda.shape == (truth.shape[1],)
+    train = ~result.heldout_models
+    x = masks[train] - masks[train].mean(axis=0)
+    y = outputs[train] - outputs[train].mean(axis=0)
+    tiny = lasso_path(x, y, result.lambdas[-1:] * 1e-3)[0]
+    chosen_f1, tiny_f1 = _support_f1(result.values, truth), _support_f1(tiny, truth)
+    assert chosen_f1 > tiny_f1 + 0.25
+    # held-out error favours prediction, so it keeps some false positives, but every true effect
+    # is found and far fewer units are selected than at a tiny λ
+    assert ((result.values != 0) & (truth != 0)).sum() >= 0.9 * (truth != 0).sum()
+    assert (result.values != 0).sum() * 3 < (tiny != 0).sum()
+    # the chosen λ is the held-out optimum of the path, and the coefficients are the fit there
+    np.testing.assert_array_equal(result.chosen_index, result.heldout_mse.argmin(axis=0))
+    refit = lasso_path(x, y, result.lambdas)
+    np.testing.assert_allclose(result.values, refit[result.chosen_index, :, np.arange(6)].T, atol=1e-5)
+    assert (result.heldout_r2 > 0.2).all() and (result.heldout_spearman > 0.4).all()
+    # signs of the true effects are recovered where found
+    found = (result.values != 0) & (truth != 0)
+    assert (np.sign(result.values[found]) == np.sign(truth[found])).all()
+
+
+def test_heldout_blocks_stay_together() -> None:
+    masks, outputs, _ = _sparse_datamodel(seed=4)
+    blocks = np.repeat(np.arange(200), 2)
+    result = lasso_datamodel(masks, outputs, n_lambdas=5, holdout=0.2, blocks=blocks, seed=1)
+    held = result.heldout_models.reshape(200, 2)
+    assert (held[:, 0] == held[:, 1]).all() and 30 <= held[:, 0].sum() <= 50
+
+
+@pytest.mark.parametrize(
+    "X,Y,lambdas,match",
+    [
+        (np.zeros((10, 3)), np.zeros(10), [1.0], "2-D"),
+        (np.zeros((10, 3)), np.zeros((9, 2)), [1.0], "rows"),
+        (np.full((10, 3), np.nan), np.zeros((10, 2)), [1.0], "NaN"),
+        (np.zeros((10, 3)), np.zeros((10, 2)), [0.1, 1.0], "largest first"),
+        (np.zeros((10, 3)), np.zeros((10, 2)), [1.0, 0.0], "positive"),
+        (np.zeros((10, 3)), np.zeros((10, 2)), np.ones((2, 3)), "shape"),
+    ],
+)
+def test_bad_path_input_is_one_clear_error(X: np.ndarray, Y: np.ndarray, lambdas: list[float], match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        lasso_path(X, Y, lambdas)
+
+
+def test_bad_datamodel_input_is_one_clear_error() -> None:
+    masks, outputs, _ = _sparse_datamodel(seed=1)
+    with pytest.raises(InputError, match="0 and 1"):
+        lasso_datamodel(masks * 2.0, outputs)
+    bad = outputs.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        lasso_datamodel(masks, bad)
+    with pytest.raises(InputError, match="holdout"):
+        lasso_datamodel(masks, outputs, holdout=1.5)
+    with pytest.raises(InputError, match="at least 2"):
+        lasso_datamodel(masks, outputs, holdout=np.arange(400) == 0)
+
+
+def test_too_few_sweeps_warn() -> None:
+    X, Y = _problem(60, 25, 2, seed=7)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lasso_path(X, Y, np.abs(X.T @ Y / 60).max() * np.logspace(-1, -3, 3), tol=1e-14, max_sweeps=1)
+    assert any("max_sweeps" in str(w.message) for w in caught)
