@@ -1,4 +1,4 @@
-"""Command line: ``transfer-influence run|work|influence|diagnose|report|plan|demo|counterfactual|compare-rankings|handpicked|whatif|project|explain|verify``."""
+"""Command line: ``transfer-influence run|work|influence|diagnose|report|plan|demo|counterfactual|compare-rankings|handpicked|whatif|project|explain|verify|leaks``."""
 
 from __future__ import annotations
 
@@ -136,6 +136,19 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--partial", action="store_true", help="use the runs finished so far")
     explain.add_argument("--target-set", dest="target_set", metavar="NAME", help="the study's target dataset, by its "
                          "name (default: the primary target); --target names an image of it")
+
+    leaks = sub.add_parser("leaks", help="source examples with the most positive (candidate leaks) and most negative "
+                           "(candidate mislabeled) influence on each target image, of an example-level study (paper §4.3)")
+    leaks.add_argument("study", type=Path, help="an example-level study (design.unit: example)")
+    leaks.add_argument("--top", type=int, default=10, help="pairs at each end to print and draw (default 10)")
+    leaks.add_argument("--per-target", type=int, default=3, metavar="K",
+                       help="source examples kept at each end per target image in the table (default 3)")
+    leaks.add_argument("--kind", help="output kind (default: the study's analysis.output_kind)")
+    leaks.add_argument("--estimator", choices=["lasso", "ridge", "dim"], default="lasso",
+                       help="lasso: sparse datamodel per target, λ chosen on held-out models (default); ridge: "
+                       "regression on the inclusion mask; dim: difference of means")
+    leaks.add_argument("--out", type=Path, help="directory for pairs.csv and pairs.png (default: STUDY/leaks)")
+    leaks.add_argument("--partial", action="store_true", help="use the runs finished so far")
 
     demo = sub.add_parser("demo", help="run the embedded default study (glyphs + clothing → MNIST digits) and its report")
     demo.add_argument("--out", type=Path, default=Path("demo-study"))
@@ -464,6 +477,51 @@ def _cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_example_units(study: Path, command: str) -> None:
+    """Refuse, before any work, a command that pairs target images with single source examples on a
+    study whose units are whole source classes (the mirror of ``_require_class_units``)."""
+    from .study.store import StudyStore
+
+    if not StudyStore.open(study).example_units:
+        raise InputError(
+            f"{study} is a class-level study (design.unit: class): its units are whole source classes, while "
+            f"`{command}` pairs target images with single source examples. Run a study with design.unit: example "
+            f"for `{command}`, or use `transfer-influence explain {study}` for the most negative source classes of an image"
+        )
+
+
+def _cmd_leaks(args: argparse.Namespace) -> int:
+    from .analysis.leaks import check_per_target, study_leaks
+    from .analysis.projection import check_top, load_study_images
+    from .report.leak_tables import write_leak_pairs_csv
+    from .report.plots import plot_leak_pairs
+
+    check_top(args.top)
+    check_per_target(args.per_target)
+    _require_example_units(args.study, "leaks")
+    results = _open_finished(args.study, args.partial)
+    kind = args.kind or results.config.analysis.output_kind
+    if kind not in results.output_kinds:
+        raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
+    out = args.out or args.study / "leaks"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    ranking = study_leaks(results, kind, args.estimator, args.per_target, seed=results.config.seed)
+    seconds = time.perf_counter() - started
+    write_leak_pairs_csv(ranking, out / "pairs.csv")
+    plot_leak_pairs(ranking, load_study_images(args.study), out / "pairs.png", args.top)
+    print(f"{results.num_models} models, {len(results.unit_names)} source examples, {len(results.target_ids)} target "
+          f"images, output {kind}, estimator {args.estimator}; fitted in {seconds:.2f} s")
+    for title, pairs in (("most positive (candidate leaks)", ranking.positive),
+                         ("most negative (candidate mislabeled / misleading)", ranking.negative)):
+        print(f"{title}: {len(pairs)} pairs")
+        for pair in pairs[: args.top]:
+            print(f"  #{pair.rank:<3} target {pair.target_id:>16} ({pair.target_label})  source {pair.source_id:>16} "
+                  f"({pair.source_class})  {pair.coefficient:+.5f}")
+    print(f"table: {out / 'pairs.csv'}\nfigure: {out / 'pairs.png'}")
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .analysis.debugging import explain_targets, find_target, most_mispredicted
     from .analysis.projection import check_top, load_study_images
@@ -707,6 +765,7 @@ COMMANDS = {
     "whatif": _cmd_whatif,
     "handpicked": _cmd_handpicked,
     "verify": _cmd_verify,
+    "leaks": _cmd_leaks,
 }
 
 

@@ -373,3 +373,56 @@ def plot_verification(result: TargetVerification, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+from ..analysis.leaks import LeakPair, LeakRanking  # noqa: E402
+
+LEAK_PAIRS_PER_ROW = 5
+"""Pairs side by side in one row of the leak figure before it wraps (each pair is two images)."""
+
+
+LEAK_ID_CHARS = 22
+"""Characters of an example id shown above its image; longer ids keep their end (the distinguishing part)."""
+
+
+def _short_id(example_id: str) -> str:
+    return example_id if len(example_id) <= LEAK_ID_CHARS else "…" + example_id[-(LEAK_ID_CHARS - 1):]
+
+
+def _leak_rows(pairs: tuple[LeakPair, ...], top: int) -> list[list[LeakPair]]:
+    shown = list(pairs[:top])
+    return [shown[i : i + LEAK_PAIRS_PER_ROW] for i in range(0, len(shown), LEAK_PAIRS_PER_ROW)] or [[]]
+
+
+def plot_leak_pairs(ranking: LeakRanking, images: StudyImages, path: Path, top: int = 10) -> None:
+    """The ``top`` most positive and most negative (target image, source example) pairs over the
+    whole target set, each target beside its source example (paper Figure 7): the target titled
+    with its id and label, the source with its id, class and coefficient."""
+    ends = (("most positive (candidate leaks)", ranking.positive, "#2b8cbe"),
+            ("most negative (candidate mislabeled / misleading)", ranking.negative, "#e34a33"))
+    blocks = [(title, colour, row) for title, pairs, colour in ends for row in _leak_rows(pairs, top)]
+    width = 2 * max(1, min(top, LEAK_PAIRS_PER_ROW))
+    fig, axes = plt.subplots(len(blocks), width, figsize=(1.05 * width + 1.6, 1.45 * len(blocks) + 0.5), squeeze=False)
+    for row, (title, colour, pairs) in enumerate(blocks):
+        for slot in range(width // 2):
+            target_ax, source_ax = axes[row, 2 * slot], axes[row, 2 * slot + 1]
+            if slot >= len(pairs):
+                _image_cell(target_ax, None, "")
+                _image_cell(source_ax, None, "")
+                continue
+            pair = pairs[slot]
+            _image_cell(target_ax, images.target_images[pair.target_index],
+                        f"#{pair.rank} {_short_id(pair.target_id)}\ntarget {_label(pair.target_label)}", fontsize=6)
+            _image_cell(source_ax, images.source_images[pair.source_index],
+                        f"{_short_id(pair.source_id)}\n{_label(pair.source_class)} {pair.coefficient:+.3f}", colour, fontsize=6)
+        axes[row, 0].axis("on")
+        axes[row, 0].set_xticks([])
+        axes[row, 0].set_yticks([])
+        axes[row, 0].set_ylabel(title.replace(" (", "\n("), fontsize=7, rotation=0, ha="right", va="center", color=colour)
+    fig.suptitle(
+        f"Source examples with the strongest coefficients on a target image ({ranking.output_kind}, {ranking.estimator}, "
+        f"{ranking.num_models} models): target left, source right with its class and coefficient", fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
