@@ -11,7 +11,7 @@ from ..errors import InputError
 
 def _validate(masks: np.ndarray, outputs: np.ndarray) -> np.ndarray:
     if masks.ndim != 2:
-        raise InputError(f"masks must be 2-D (models × classes), got shape {masks.shape}")
+        raise InputError(f"masks must be 2-D (models × source units), got shape {masks.shape}")
     if outputs.ndim != 2:
         raise InputError(f"outputs must be 2-D (models × targets), got shape {outputs.shape}")
     if masks.shape[0] != outputs.shape[0]:
@@ -23,7 +23,7 @@ def _validate(masks: np.ndarray, outputs: np.ndarray) -> np.ndarray:
         raise InputError(f"need at least 3 models to estimate influences and errors, got {masks.shape[0]}")
     if masks.dtype != np.bool_:
         if not np.isin(masks, (0, 1)).all():
-            raise InputError("masks must be boolean or hold only 0 and 1 (class in / out of the subset)")
+            raise InputError("masks must be boolean or hold only 0 and 1 (unit in / out of the subset)")
         masks = masks.astype(bool)
     return masks
 

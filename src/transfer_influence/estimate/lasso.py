@@ -30,6 +30,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import InputError
+from .inputs import _validate
 
 ROW_CHUNK = 2048
 """Rows of the design converted to float64 at a time while accumulating the Gram matrix."""
@@ -258,20 +259,9 @@ def _check_solver_settings(tol: float, max_sweeps: int) -> None:
 
 
 def _check_datamodel_inputs(masks: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    masks, outputs = np.asarray(masks), np.asarray(outputs)
-    if masks.ndim != 2:
-        raise InputError(f"masks must be 2-D (models × source units), got shape {masks.shape}")
-    if outputs.ndim != 2:
-        raise InputError(f"outputs must be 2-D (models × targets), got shape {outputs.shape}")
-    if masks.shape[0] != outputs.shape[0]:
-        raise InputError(
-            f"masks have {masks.shape[0]} models (rows) but outputs have {outputs.shape[0]}; "
-            "pass one mask row per model's output row"
-        )
-    if masks.dtype != np.bool_:
-        if not np.isin(masks, (0, 1)).all():
-            raise InputError("masks must be boolean or hold only 0 and 1 (unit in / out of the subset)")
-        masks = masks.astype(bool)
+    """The shared estimator checks (``inputs._validate``), then numeric, finite outputs."""
+    outputs = np.asarray(outputs)
+    masks = _validate(np.asarray(masks), outputs)
     if not np.issubdtype(outputs.dtype, np.floating) and not np.issubdtype(outputs.dtype, np.integer):
         raise InputError(f"outputs must be numeric, got dtype {outputs.dtype}")
     if not np.isfinite(outputs).all():
