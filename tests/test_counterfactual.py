@@ -150,7 +150,7 @@ def test_resuming_retrains_only_the_missing_run(study: Path) -> None:
 
 def test_bad_input_is_refused_before_training(study: Path, tmp_path: Path, capsys) -> None:
     assert main(["counterfactual", str(study), "--k", str(len(TINY_GLYPHS)), *ARGS[2:]]) == EXIT_USAGE
-    assert "K−1 = 7" in capsys.readouterr().err
+    assert "between 1 and 7 (the study has 8 classes" in capsys.readouterr().err
     empty = _empty_study(tmp_path / "empty", TINY_GLYPHS)
     with pytest.raises(InputError, match="0 finished subset models"):
         run_counterfactual(empty, [2], 2, serial=True, progress=False)

@@ -186,7 +186,6 @@ def test_example_influence_is_the_difference_of_means(example_study: Path, tmp_p
 @pytest.mark.parametrize(
     "command",
     [
-        ["counterfactual", "--serial", "--quiet"],
         ["whatif", "--remove", "A"],
         ["handpicked", "--serial", "--quiet"],
         ["verify", "--summary", "--serial", "--quiet"],

@@ -19,6 +19,7 @@ from transfer_influence.study.config import (
     ADDED_AT_DEFAULT,
     DesignConfig,
     ModelConfig,
+    SourceConfig,
     TrainConfig,
     TransferConfig,
     load_config,
@@ -188,7 +189,8 @@ def test_streamed_batches_train_the_same_model_as_batches_in_memory(workers: int
 
 
 def test_added_settings_at_their_defaults_leave_results_keys_alone() -> None:
-    sections = {"design": DesignConfig(), "model": ModelConfig(), "train": TrainConfig(), "transfer": TransferConfig()}
+    source = SourceConfig(components=[{"dataset": "glyphs"}])
+    sections = {"source": source, "design": DesignConfig(), "model": ModelConfig(), "train": TrainConfig(), "transfer": TransferConfig()}
     for section, defaults in ADDED_AT_DEFAULT.items():
         dumped = sections[section].model_dump(mode="json")
         assert {name: dumped[name] for name in defaults} == defaults, section
@@ -197,7 +199,7 @@ def test_added_settings_at_their_defaults_leave_results_keys_alone() -> None:
     assert parse_config(tiny_config_dict(**spelled_out)).results_key(CPU) == base
     assert parse_config(tiny_config_dict(**{"train.loader_workers": 4, "train.memory_format": "contiguous"})).results_key(CPU) == base
     for setting, value in [("train.optimizer", "sgd"), ("train.augment", "crop_flip"), ("transfer.head", "sgd"),
-                           ("train.label_smoothing", 0.1), ("transfer.lr", 0.3)]:
+                           ("train.label_smoothing", 0.1), ("transfer.lr", 0.3), ("source.plant", {"mislabels": 1})]:
         assert parse_config(tiny_config_dict(**{setting: value})).results_key(CPU) != base, setting
 
 

@@ -7,9 +7,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import InputError, UserError
+
+if TYPE_CHECKING:
+    from .analysis.planted import PlantedScore
+    from .data.planted import PlantedFaults
 from .study.config import StudyConfig, load_config, packaged_config
 
 EXIT_USAGE = 2
@@ -149,18 +153,30 @@ def _parser() -> argparse.ArgumentParser:
                        "regression on the inclusion mask; dim: difference of means")
     leaks.add_argument("--out", type=Path, help="directory for pairs.csv and pairs.png (default: STUDY/leaks)")
     leaks.add_argument("--partial", action="store_true", help="use the runs finished so far")
+    leaks.add_argument("--curve", action="store_true", help="in a study with planted faults (source.plant): detection "
+                       "against the number of models, to STUDY/leaks/planted_curve.csv and .png")
+    leaks.add_argument("--models", help="model counts for --curve, comma-separated (default: 100, 200, 400 … all)")
+    leaks.add_argument("--curve-estimators", dest="curve_estimators",
+                       help="estimators for --curve, comma-separated from lasso,ridge,dim (default: --estimator)")
+    leaks.add_argument("--recall-k", dest="recall_k", type=int, default=10,
+                       help="a planted leak is found when it is among this many most positive source examples of its "
+                       "own target image (default 10)")
 
     demo = sub.add_parser("demo", help="run the embedded default study (glyphs + clothing → MNIST digits) and its report")
     demo.add_argument("--out", type=Path, default=Path("demo-study"))
     demo.add_argument("--config", type=Path, help="use this config instead of the packaged demo")
-    demo.add_argument("--variant", choices=["harm"], help="harm: the packaged demo plus 20 junk classes of digit "
-                      "glyphs with scrambled labels, a planted harm to recover (configs/demo_harm.yaml)")
+    demo.add_argument("--variant", choices=["harm", "leaks"], help="harm: the packaged demo plus 20 junk classes of digit "
+                      "glyphs with scrambled labels, a planted harm to recover (configs/demo_harm.yaml); leaks: an "
+                      "example-level study whose source holds planted leaks and mislabels, then `leaks --curve` "
+                      "(configs/leaks.yaml, about 25 minutes on 2 cores)")
     _add_run_options(demo)
 
     cf = sub.add_parser("counterfactual", help="retrain without the most positive / negative / random k classes "
-                        "and compare with the full source (paper Fig. 2; resumable)")
+                        "(source examples, in an example-level study) and compare with the full source (paper Fig. 2; "
+                        "resumable)")
     cf.add_argument("study", type=Path, help="a study directory with finished runs")
-    cf.add_argument("--k", help="comma-separated numbers of classes to remove (default: 5,10,15,20,30,40,50 below K)")
+    cf.add_argument("--k", help="comma-separated numbers of classes to remove (default: 5,10,15,20,30,40,50 below K; "
+                    "in an example-level study, source examples: 10,20,40,80,160)")
     cf.add_argument("--repeats", type=int, default=10, help="seeds per arm, the same in every arm (default 10)")
     cf.add_argument("--ranking-from", type=Path, help="rank classes by this other study's influences (same class names)")
     cf.add_argument("--estimator", choices=["dim", "ridge"], help="default: the ranking study's analysis.estimator")
@@ -491,7 +507,11 @@ def _require_example_units(study: Path, command: str) -> None:
 
 
 def _cmd_leaks(args: argparse.Namespace) -> int:
-    from .analysis.leaks import check_per_target, study_leaks
+    from .analysis.leaks import check_per_target, study_coefficients, study_leaks
+    from .analysis.planted import leak_columns, score_planted, study_planted_curve
+    from .data.planted import read_planted
+    from .report.leak_tables import write_planted_curve_csv
+    from .report.plots import plot_planted_curve
     from .analysis.projection import check_top, load_study_images
     from .report.leak_tables import write_leak_pairs_csv
     from .report.plots import plot_leak_pairs
@@ -505,8 +525,11 @@ def _cmd_leaks(args: argparse.Namespace) -> int:
         raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
     out = args.out or args.study / "leaks"
     out.mkdir(parents=True, exist_ok=True)
+    planted = read_planted(results.unit_names)
+    curve_request = _planted_curve_request(args, planted, results.num_models)  # checked before any fitting
     started = time.perf_counter()
-    ranking = study_leaks(results, kind, args.estimator, args.per_target, seed=results.config.seed)
+    coefficients = study_coefficients(results, kind, args.estimator, seed=results.config.seed)
+    ranking = study_leaks(results, kind, args.estimator, args.per_target, results.config.seed, coefficients)
     seconds = time.perf_counter() - started
     write_leak_pairs_csv(ranking, out / "pairs.csv")
     plot_leak_pairs(ranking, load_study_images(args.study), out / "pairs.png", args.top)
@@ -519,7 +542,53 @@ def _cmd_leaks(args: argparse.Namespace) -> int:
             print(f"  #{pair.rank:<3} target {pair.target_id:>16} ({pair.target_label})  source {pair.source_id:>16} "
                   f"({pair.source_class})  {pair.coefficient:+.5f}")
     print(f"table: {out / 'pairs.csv'}\nfigure: {out / 'pairs.png'}")
+    if not planted.empty:
+        columns = leak_columns(planted, [str(t) for t in results.target_ids])
+        score = score_planted(coefficients, planted, columns, results.num_models, args.estimator, args.recall_k)
+        print("planted faults (source.plant):")
+        _print_planted(score)
+    if curve_request is not None:
+        counts, estimators = curve_request
+        print(f"detection against the number of models ({', '.join(estimators)}):")
+        scores = study_planted_curve(results, kind, estimators, counts, args.recall_k, results.config.seed, on_step=_print_planted)
+        write_planted_curve_csv(scores, out / "planted_curve.csv")
+        plot_planted_curve(scores, out / "planted_curve.png")
+        print(f"curve: {out / 'planted_curve.csv'}, {out / 'planted_curve.png'}")
     return 0
+
+
+def _planted_curve_request(args: argparse.Namespace, planted: "PlantedFaults", available: int) -> tuple[list[int], list[str]] | None:
+    """The model counts and estimators of ``--curve``, checked before any fitting."""
+    from .analysis.leaks import check_leak_estimator
+    from .analysis.planted import check_model_counts, default_model_counts
+
+    if args.recall_k < 1:
+        raise InputError(f"--recall-k must be at least 1 (got {args.recall_k})")
+    if not args.curve:
+        if args.models or args.curve_estimators:
+            raise InputError("--models and --curve-estimators go with --curve")
+        return None
+    if planted.empty:
+        raise InputError(
+            f"--curve scores detection of planted faults, and {args.study} has none (no source.plant in its config); "
+            "run a study with planted faults, such as configs/leaks.yaml"
+        )
+    try:
+        counts = [int(m) for m in args.models.split(",")] if args.models else default_model_counts(available)
+    except ValueError:
+        raise InputError(f"--models {args.models!r}: give whole numbers separated by commas, e.g. --models 100,200,400") from None
+    estimators = [check_leak_estimator(e.strip()) for e in (args.curve_estimators or args.estimator).split(",")]
+    return check_model_counts(counts, available), estimators
+
+
+def _print_planted(score: "PlantedScore") -> None:
+    row = score.row()
+    k = score.top_k
+    print(f"  {score.estimator:>5} on {score.num_models:>5} models: leaks in the top {k} of their own image "
+          f"{row[f'leak_recall_top{k}']:.0%} (exact {row[f'exact_recall_top{k}']:.0%}, augmented "
+          f"{row[f'augmented_recall_top{k}']:.0%}; median rank {row['leak_median_rank']:g}); mislabels among the "
+          f"{score.num_mislabels} most negative: {row['mislabel_precision_min']:.0%} "
+          f"({row['mislabel_enrichment_min']:.1f}x random; by summed effect {row['mislabel_enrichment_sum']:.1f}x)")
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -564,10 +633,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.config and args.variant:
         raise InputError("demo: give either --config or --variant, not both")
-    packaged = packaged_config("demo_harm" if args.variant == "harm" else "demo")
+    packaged = packaged_config({"harm": "demo_harm", "leaks": "leaks"}.get(args.variant or "", "demo"))
     config = _apply_overrides(load_config(args.config or packaged), args)
     started = time.perf_counter()
     run = run_study(config, args.out, progress=not args.quiet)
+    if config.design.unit == "example":  # no class report: score the leaks instead
+        print(f"\nstudy: {args.out}; runs {run.timings['runs_wall_seconds']:.0f} s")
+        return _cmd_leaks(_parser().parse_args(["leaks", str(args.out), "--estimator", "ridge", "--curve",
+                                                "--curve-estimators", "dim,ridge"]))
     report_started = time.perf_counter()
     report = build_report(args.out)
     report_seconds = time.perf_counter() - report_started
@@ -603,7 +676,6 @@ def _cmd_counterfactual(args: argparse.Namespace) -> int:
         ks = [int(k) for k in args.k.split(",")] if args.k else None
     except ValueError:
         raise InputError(f"--k {args.k!r}: give whole numbers separated by commas, e.g. --k 5,10,20") from None
-    _require_class_units(args.study, "counterfactual")
     result = run_counterfactual(
         args.study, ks, args.repeats, args.ranking_from, args.estimator, args.kind,
         serial=args.serial, workers=args.workers, progress=not args.quiet, target=args.target_set,

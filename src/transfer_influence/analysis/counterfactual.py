@@ -49,6 +49,8 @@ from .whatif import RemovalCurve, removal_curve
 SWEEP_DIR = "counterfactual"
 DEFAULT_KS = (5, 10, 15, 20, 30, 40, 50)
 """k values tried when none are given (those below the number of source classes)."""
+DEFAULT_EXAMPLE_KS = (10, 20, 40, 80, 160)
+"""k values tried in an example-level study (source examples removed) when none are given."""
 DEFAULT_REPEATS = 10
 """Seeds per arm, the paper's R."""
 SIGNIFICANCE_FDR = 0.1
@@ -109,6 +111,14 @@ def selection_influence(
     return estimate(estimator, results.masks, mean, results.class_names, (label,), kind, results.blocks)
 
 
+def study_unit_names(store: StudyStore) -> tuple[str, ...]:
+    """What a removal removes, in mask-column order: the source classes, or in an example-level
+    study (``design.unit: example``) the source training examples by id."""
+    if store.example_units:
+        return tuple(load_target_views(store)["source_ids"].tolist())
+    return tuple(store.metadata["class_names"])
+
+
 def _class_order(ours: Sequence[str], theirs: Sequence[str], other: Path) -> np.ndarray:
     """Positions in ``theirs`` of each of ``ours``; refuses class sets that differ."""
     missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
@@ -145,9 +155,9 @@ def build_ranking(
     target. The other study's target examples are used in full unless they are this study's own
     target test set, whose scoring half stays out of the ranking."""
     source_path = ranking_from or store.path
-    ours = tuple(store.metadata["class_names"])
+    ours = study_unit_names(store)
     if ranking_from is not None:  # named before the other study is read or consolidated
-        _class_order(ours, StudyStore.open(ranking_from).metadata["class_names"], ranking_from)
+        _class_order(ours, study_unit_names(StudyStore.open(ranking_from)), ranking_from)
     role = "the ranking study" if ranking_from else "study"
     results = _finished_results(source_path, role, None if ranking_from else target)
     kind = kind or results.config.analysis.output_kind
@@ -161,7 +171,10 @@ def build_ranking(
     )
     influence = selection_influence(results, np.flatnonzero(selection) if same_targets else None, kind, estimator)
     significant = {name for name, value, _ in significant_classes(influence, 0, SIGNIFICANCE_FDR) if value < 0}
-    whatif, note = _whatif_curve(results, influence.values[:, 0], np.flatnonzero(selection) if same_targets else None)
+    if results.unit_kind == "example":
+        whatif, note = None, "what-if predictions are made for class removals only"
+    else:
+        whatif, note = _whatif_curve(results, influence.values[:, 0], np.flatnonzero(selection) if same_targets else None)
     return Ranking(
         values=influence.values[order, 0],
         stderr=influence.stderr[order, 0],
@@ -329,21 +342,21 @@ class CounterfactualResult:
         return [a.row() for a in self.arms]
 
 
-def _check_request(ks: Sequence[int], repeats: int, num_classes: int) -> None:
+def _check_request(ks: Sequence[int], repeats: int, num_classes: int, units: str = "classes") -> None:
     if not ks:
         raise InputError("--k needs at least one value, e.g. --k 5,10,20")
     bad = [k for k in ks if not 1 <= k <= num_classes - 1]
     if bad:
         raise InputError(
-            f"--k {','.join(map(str, bad))}: k must be between 1 and K−1 = {num_classes - 1} "
-            f"(the source has {num_classes} classes and a retrain must keep at least one)"
+            f"--k {','.join(map(str, bad))}: k must be between 1 and {num_classes - 1} "
+            f"(the study has {num_classes} {units} to remove and a retrain must keep at least one)"
         )
     if repeats < 2:
         raise InputError(f"--repeats {repeats}: paired standard errors need at least 2 seeds per arm (the paper uses 10)")
 
 
-def default_ks(num_classes: int) -> list[int]:
-    fitting = [k for k in DEFAULT_KS if k <= num_classes - 1]
+def default_ks(num_classes: int, examples: bool = False) -> list[int]:
+    fitting = [k for k in (DEFAULT_EXAMPLE_KS if examples else DEFAULT_KS) if k <= num_classes - 1]
     return fitting or [max(1, num_classes // 2)]
 
 
@@ -370,9 +383,9 @@ def run_counterfactual(
     study_dir = Path(study_dir)
     store = StudyStore.open(study_dir)
     extra = store.extra_target_name(target)
-    class_names = tuple(store.metadata["class_names"])
-    ks = sorted(set(ks)) if ks is not None else default_ks(len(class_names))
-    _check_request(ks, repeats, len(class_names))
+    class_names = study_unit_names(store)
+    ks = sorted(set(ks)) if ks is not None else default_ks(len(class_names), store.example_units)
+    _check_request(ks, repeats, len(class_names), "source examples" if store.example_units else "classes")
     config = store.config
     selection = split_targets(load_target_views(store, extra)["labels"], config.seed)
     ranking = build_ranking(store, selection, Path(ranking_from) if ranking_from else None, kind, estimator, extra)
@@ -432,8 +445,8 @@ def retrain_arms(
     paired with seed by seed. Any caller with the same seeds shares the stored retrains."""
     if not arms or arms[0].selection != "full":
         raise ValueError("the first arm must be the full source: the others are paired with it")
-    num_classes = len(store.metadata["class_names"])
-    specs_of = [arm_specs(arm, num_classes, seeds) for arm in arms]
+    num_units = len(study_unit_names(store))
+    specs_of = [arm_specs(arm, num_units, seeds) for arm in arms]
     all_specs = [spec for specs in specs_of for spec in specs]
     report = run_sweep(store, store.path / SWEEP_DIR, all_specs, run_config, progress, stream, label="retrains")
     accuracy = {spec.run_id: scoring_accuracy(report.store, spec, scoring, target) for spec in all_specs}

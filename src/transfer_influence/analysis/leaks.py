@@ -182,14 +182,28 @@ def load_source_labels(study_dir: Path) -> np.ndarray:
         return archive["source_train__labels"].astype(np.int64)
 
 
+def study_coefficients(results: StudyResults, kind: str, estimator: str = "lasso", seed: int = 0) -> np.ndarray:
+    """L × n coefficients of an example-level study's source examples on its target images."""
+    require_example_units(results)
+    check_leak_estimator(estimator)
+    return example_coefficients(results.masks, results.outputs(kind), estimator, blocks=results.blocks, seed=seed)
+
+
 def study_leaks(
-    results: StudyResults, kind: str, estimator: str = "lasso", per_target: int = PER_TARGET, seed: int = 0
+    results: StudyResults,
+    kind: str,
+    estimator: str = "lasso",
+    per_target: int = PER_TARGET,
+    seed: int = 0,
+    coefficients: np.ndarray | None = None,
 ) -> LeakRanking:
-    """Leak candidates of an example-level study's target images on output ``kind``."""
+    """Leak candidates of an example-level study's target images on output ``kind`` (from
+    ``coefficients`` when the caller has them, else fitted here)."""
     require_example_units(results)
     check_leak_estimator(estimator)
     check_per_target(per_target)
-    coefficients = example_coefficients(results.masks, results.outputs(kind), estimator, blocks=results.blocks, seed=seed)
+    if coefficients is None:
+        coefficients = study_coefficients(results, kind, estimator, seed)
     return rank_leak_pairs(
         coefficients,
         results.unit_names,

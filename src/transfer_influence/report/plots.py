@@ -426,3 +426,32 @@ def plot_leak_pairs(ranking: LeakRanking, images: StudyImages, path: Path, top: 
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+from ..analysis.planted import PlantedScore  # noqa: E402
+
+
+def plot_planted_curve(scores: list[PlantedScore], path: Path) -> None:
+    """Detection of planted faults against the number of models, one line per estimator: the share
+    of planted leaks in the top k of their own target image (left), and the enrichment of planted
+    mislabels among the most negative source examples over random flagging (right, log scale)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    for estimator in dict.fromkeys(s.estimator for s in scores):
+        mine = [s for s in scores if s.estimator == estimator]
+        models = [s.num_models for s in mine]
+        left.plot(models, [s.leak_recall() for s in mine], marker="o", label=estimator)
+        right.plot(models, [s.enrichment(s.mislabel_hits_min) for s in mine], marker="o", label=f"{estimator}, most negative pair")
+        right.plot(models, [s.enrichment(s.mislabel_hits_sum) for s in mine], marker="s", linestyle="--",
+                   label=f"{estimator}, summed effect")
+    k = scores[0].top_k
+    left.axhline(0.9, color="grey", linestyle=":", linewidth=1)
+    left.set(xscale="log", ylim=(0, 1.02), xlabel="models", ylabel=f"planted leaks in their image's top {k}",
+             title="leaks found")
+    right.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    right.set(xscale="log", yscale="log", xlabel="models", ylabel="enrichment over random",
+              title=f"mislabels among the {scores[0].num_mislabels} most negative")
+    left.legend(fontsize=8)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

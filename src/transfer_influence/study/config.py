@@ -33,12 +33,26 @@ class DatasetSpec(_Strict):
     channels: Literal[1, 3] | None = Field(default=None, description="convert to grey (1) or RGB (3)")
 
 
+class PlantConfig(_Strict):
+    """Faults planted in the source training set, the ground truth of leak detection (see
+    ``transfer_influence.data.planted``): copies of primary-target test images under the source class
+    of the same name (exact or lightly augmented), and source images of those classes relabelled."""
+
+    leaks_exact: int = Field(default=0, ge=0, description="exact copies of target test images added to the source")
+    leaks_augmented: int = Field(default=0, ge=0, description="lightly augmented copies of other target test images")
+    mislabels: int = Field(default=0, ge=0, description="source images of classes the target shares, given another shared class's label")
+    seed: int = Field(default=0, ge=0, description="which images are copied or relabelled")
+
+
 class SourceConfig(_Strict):
     """The source: one or more datasets whose classes are stacked (a *mixed* source)."""
 
     components: list[DatasetSpec] = Field(min_length=1)
     holdout_per_class: int = Field(
         default=20, ge=1, description="examples per class kept out of training to measure source accuracy"
+    )
+    plant: PlantConfig | None = Field(
+        default=None, description="planted leaks and mislabels in the source training set (a ground-truth demo)"
     )
 
 
@@ -455,6 +469,7 @@ ADDED_TOP_LEVEL_AT_DEFAULT: dict[str, Any] = {"extra_targets": []}
 ``ADDED_AT_DEFAULT`` does within sections): a one-target study keeps its key."""
 
 ADDED_AT_DEFAULT: dict[str, dict[str, Any]] = {
+    "source": {"plant": None},
     "design": {"unit": "class"},
     "model": {"stem": "auto"},
     "train": {

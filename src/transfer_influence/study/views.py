@@ -15,8 +15,9 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_write_npz
-from .config import DatasetSpec, StudyConfig, TargetConfig
+from .config import DatasetSpec, PlantConfig, StudyConfig, TargetConfig
 from ..data import ImageDataset, concatenate, few_shot_split, load_dataset
+from ..data.planted import plant_faults
 
 _HOLDOUT_STREAM = 0x401D
 
@@ -84,6 +85,8 @@ def build_study_data(config: StudyConfig) -> StudyData:
     source = components[0] if len(components) == 1 else concatenate(components, name="mixed_source")
     source_train, source_holdout = _holdout_split(source, config.source.holdout_per_class, config.seed)
     primary = build_target_data(config.target, source.image_shape)
+    if config.source.plant is not None:
+        source_train = _with_planted_faults(source_train, primary.test, config.source.plant)
     extras = {t.name: build_target_data(t, source.image_shape) for t in config.extra_targets}
     return StudyData(source_train, source_holdout, primary.train, primary.test, primary.train_heads, extras)
 
@@ -103,6 +106,17 @@ def build_target_data(target_config: TargetConfig, source_shape: tuple[int, ...]
     )
     head_of = _assign_heads(split.train.labels, heads, target_config.split_seed)
     return TargetData(split.train, split.test, head_of)
+
+
+def _with_planted_faults(source_train: ImageDataset, target_test: ImageDataset, plant: PlantConfig) -> ImageDataset:
+    """The training source with ``source.plant``'s faults; the holdout stays clean, so source
+    accuracy is measured on true labels."""
+    try:
+        return plant_faults(
+            source_train, target_test, plant.leaks_exact, plant.leaks_augmented, plant.mislabels, plant.seed
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _assign_heads(labels: np.ndarray, heads: int, seed: int) -> np.ndarray:
