@@ -228,3 +228,13 @@ def test_removing_source_examples_is_a_counterfactual_of_an_example_study(
     summary = list(csv.DictReader((planted_study / "counterfactual" / "summary.csv").open()))
     assert [r["selection"] for r in summary][:4] == ["full", "top", "bottom", "random"]
     assert all(int(r["n"]) == 2 for r in summary)
+
+
+def test_demo_of_an_example_study_scores_its_planted_faults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "planted.yaml", planted_config(12))
+    out = tmp_path / "demo"
+    assert main(["demo", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "planted faults (source.plant):" in printed and "detection against the number of models (dim, ridge)" in printed
+    rows = list(csv.DictReader((out / "leaks" / "planted_curve.csv").open()))
+    assert [(r["models"], r["estimator"]) for r in rows] == [("12", "dim"), ("12", "ridge")]
