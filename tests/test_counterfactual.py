@@ -192,10 +192,10 @@ def test_plot_reaches_the_significance_rules_k(tmp_path, monkeypatch) -> None:
     seen = {}
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **kw: seen.update(xlim=fig.axes[0].get_xlim()))
     ranking = SimpleNamespace(estimator="ridge", kind="p_true", num_models=10, source="x")
-    plot_counterfactual(SimpleNamespace(full=arms[0], arms=arms, ranking=ranking, from_other_study=False), tmp_path / "cf.png")
+    plot_counterfactual(SimpleNamespace(full=arms[0], arms=arms, ranking=ranking, from_other_study=False, unit_kind="class"), tmp_path / "cf.png")
     assert seen["xlim"][0] < 5 and seen["xlim"][1] > 29
     arms.append(arm("whatif", 33))  # the what-if rule's k too
-    plot_counterfactual(SimpleNamespace(full=arms[0], arms=arms, ranking=ranking, from_other_study=True), tmp_path / "cf.png")
+    plot_counterfactual(SimpleNamespace(full=arms[0], arms=arms, ranking=ranking, from_other_study=True, unit_kind="class"), tmp_path / "cf.png")
     assert seen["xlim"][1] > 33
 
 

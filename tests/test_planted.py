@@ -220,14 +220,17 @@ def test_removing_source_examples_is_a_counterfactual_of_an_example_study(
     out = capsys.readouterr().out
     assert "what-if rule: not available (what-if predictions are made for class removals only)" in out
     removed = json.loads((planted_study / "counterfactual" / "removed.json").read_text())
-    units = set(read_planted(np.load(planted_study / "data.npz")["source_train__ids"]).leak_targets)
-    assert units  # the study has leaks
     source_ids = set(np.load(planted_study / "data.npz")["source_train__ids"].tolist())
     bottom = next(a for a in removed["arms"] if a["selection"] == "bottom")
     assert len(bottom["removed"]) == 4 and set(bottom["removed"]) <= source_ids
     summary = list(csv.DictReader((planted_study / "counterfactual" / "summary.csv").open()))
     assert [r["selection"] for r in summary][:4] == ["full", "top", "bottom", "random"]
     assert all(int(r["n"]) == 2 for r in summary)
+    # the ground-truth reference: exactly the planted mislabels removed, never recommended
+    planted = next(a for a in removed["arms"] if a["selection"] == "planted")
+    assert sorted(planted["removed"]) == sorted(i for i in source_ids if i.startswith("planted-mislabel/"))
+    assert len(planted["removed"]) == 4
+    assert "planted" not in (planted_study / "counterfactual" / "recommended_source.txt").read_text().splitlines()[0]
 
 
 def test_demo_of_an_example_study_scores_its_planted_faults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

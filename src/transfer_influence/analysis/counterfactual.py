@@ -34,6 +34,7 @@ from typing import IO, Sequence
 
 import numpy as np
 
+from ..data.planted import read_planted
 from ..errors import InputError, StudyMismatchError
 from ..estimate import InfluenceEstimate, check_estimator, estimate
 from ..evaluate.fdr import significant_classes
@@ -55,10 +56,12 @@ DEFAULT_REPEATS = 10
 """Seeds per arm, the paper's R."""
 SIGNIFICANCE_FDR = 0.1
 MIN_RANKING_MODELS = 3
-SELECTIONS = ("full", "top", "bottom", "random", "significant", "whatif")
+SELECTIONS = ("full", "top", "bottom", "random", "significant", "whatif", "planted")
 SUMMARY_COLUMNS = ("selection", "k", "mean", "std", "n", "diff_vs_full", "diff_se", "beats_full_2se")
 RECOMMENDABLE = ("top", "bottom", "significant", "whatif")
-"""Arms that name one source: ``random`` removes another set for every seed, so it is a control."""
+"""Arms that name one source: ``random`` removes another set for every seed, so it is a control;
+``planted`` (an example study with planted mislabels: exactly those removed) uses the ground truth,
+so it is a reference for what removal could gain, never a recommendation."""
 
 # Streams derived from the study seed, distinct from the design's and from each other.
 _SPLIT_STREAM = 0xC0F1
@@ -239,6 +242,18 @@ def plan_arms(ranking: Ranking, ks: Sequence[int], repeats: int, study_seed: int
     return arms
 
 
+def planted_arms(unit_names: Sequence[str], repeats: int, example_units: bool) -> list[Arm]:
+    """In an example study whose source has planted mislabels (``source.plant``), an arm removing
+    exactly them: what a perfect detector of the planted faults would gain."""
+    if not example_units:
+        return []
+    rows = read_planted(tuple(unit_names)).mislabel_rows
+    if rows.size == 0 or rows.size >= len(unit_names):
+        return []
+    removed = tuple(int(r) for r in rows)
+    return [Arm("planted", len(removed), (removed,) * repeats)]
+
+
 def retrain_spec(removed: tuple[int, ...], num_classes: int, repeat: int, seed: int) -> RunSpec:
     """The full source minus ``removed``, trained with ``seed``; its id names the removed set (by a
     digest) and the repeat, so any arm removing the same classes finds the same file."""
@@ -326,6 +341,8 @@ class CounterfactualResult:
     executed: list[RunSummary] = field(default_factory=list)
     from_other_study: bool = False
     """Whether the ranking came from another study (``ranking_from``)."""
+    unit_kind: str = "class"
+    """What the arms remove: source ``class``-es or, in an example-level study, source ``example``-s."""
 
     @property
     def full(self) -> ArmResult:
@@ -390,14 +407,15 @@ def run_counterfactual(
     selection = split_targets(load_target_views(store, extra)["labels"], config.seed)
     ranking = build_ranking(store, selection, Path(ranking_from) if ranking_from else None, kind, estimator, extra)
     seeds = retrain_seeds(config.seed, repeats)
-    arms = plan_arms(ranking, ks, repeats, config.seed)
+    arms = plan_arms(ranking, ks, repeats, config.seed) + planted_arms(class_names, repeats, store.example_units)
     sweep = retrain_arms(
         store, arms, seeds, ~selection, sweep_config(config, serial, workers), progress, stream, target=extra
     )
     target_dir = sweep.store.path if extra is None else sweep.store.path / target_dir_name(extra)
     results_dir = target_dir if ranking_from is None else target_dir / ranking_dir_name(Path(ranking_from))
     return CounterfactualResult(
-        results_dir, class_names, ranking, sweep.arms, seeds, selection, sweep.executed, ranking_from is not None
+        results_dir, class_names, ranking, sweep.arms, seeds, selection, sweep.executed, ranking_from is not None,
+        "example" if store.example_units else "class",
     )
 
 

@@ -273,7 +273,7 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
     full = result.full
     ks = sorted({a.arm.k for a in result.arms if a.arm.selection in ("top", "bottom", "random")})
     # The significance rule's k is whatever the test selects: the axis must reach it too.
-    every_k = ks + [a.arm.k for a in result.arms if a.arm.selection in ("significant", "whatif") and a.arm.k > 0]
+    every_k = ks + [a.arm.k for a in result.arms if a.arm.selection in ("significant", "whatif", "planted") and a.arm.k > 0]
     span = (min(every_k, default=0) - 0.5, max(every_k, default=1) + 0.5)
     ax.axhspan(full.mean - full.std, full.mean + full.std, color="grey", alpha=0.2, linewidth=0)
     ax.axhline(full.mean, color="grey", linewidth=1, label=f"full source ({full.mean:.3f} ± {full.std:.3f})")
@@ -297,8 +297,11 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
         if a.arm.selection == "whatif":
             ax.errorbar([a.arm.k + 2 * dodge], [a.mean], yerr=[a.std], fmt="s", color="#4daf4a", capsize=3,
                         label=f"what-if rule: remove the {a.arm.k} most negative")
+        if a.arm.selection == "planted":
+            ax.errorbar([a.arm.k - 2 * dodge], [a.mean], yerr=[a.std], fmt="*", color="#ff7f00", capsize=3,
+                        markersize=9, label=f"remove exactly the {a.arm.k} planted mislabels")
     ax.set_xlim(*span)
-    ax.set_xlabel("source classes removed (k)")
+    ax.set_xlabel(f"source {'examples' if result.unit_kind == 'example' else 'classes'} removed (k)")
     ax.set_ylabel(f"target accuracy on the scoring half\n(mean ± std over {full.accuracy.size} seeds)")
     ranking = result.ranking
     source = "this study" if not result.from_other_study else Path(ranking.source).name
