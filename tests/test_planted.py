@@ -241,3 +241,11 @@ def test_demo_of_an_example_study_scores_its_planted_faults(tmp_path: Path, caps
     assert "planted faults (source.plant):" in printed and "detection against the number of models (dim, ridge)" in printed
     rows = list(csv.DictReader((out / "leaks" / "planted_curve.csv").open()))
     assert [(r["models"], r["estimator"]) for r in rows] == [("12", "dim"), ("12", "ridge")]
+
+
+def test_diagnose_measures_the_reliability_of_example_influences(planted_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diagnose", str(planted_study), "--kinds", "p_true", "--estimators", "dim"]) == 0
+    diagnostics = json.loads((planted_study / "report" / "diagnostics.json").read_text())
+    assert "p_true" in json.dumps(diagnostics)
+    out = capsys.readouterr().out
+    assert all(level in out for level in ("overall", "target_class", "example"))

@@ -391,7 +391,6 @@ def _cmd_influence(args: argparse.Namespace) -> int:
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     from .analysis.convergence import diagnose
 
-    _require_class_units(args.study, "diagnose")
     results = _open_finished(args.study, args.partial, args.target_set)
     kinds = results.output_kinds if args.kinds == "all" else tuple(args.kinds.split(","))
     estimators = tuple(args.estimators.split(","))
