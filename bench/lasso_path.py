@@ -4,8 +4,10 @@ Problem: m models with binary inclusion masks over L source examples (density 0.
 targets, each driven by a few true source examples (`--support`, effects of random sign and size
 0.5–1) plus Gaussian noise (`--r2` sets the share of variance the signal explains). Timed:
 
-* ours: `lasso_datamodel(masks, outputs, n_lambdas, holdout=0.1)` — the whole path (per-target
-  grid from λ_max down to 0.01·λ_max), held-out error of every λ, the chosen λ and its coefficients;
+* ours: `lasso_datamodel(masks, outputs, n_lambdas, holdout=0.1, patience=None)` — the whole path
+  (per-target grid from λ_max down to 0.01·λ_max; `patience=None` turns off the early stop along
+  the path that `lasso_datamodel` uses by default, so both solvers fit every λ), held-out error of
+  every λ, the chosen λ and its coefficients;
 * scikit-learn: for a random sample of `--sample` targets, `Lasso(alpha=λ, fit_intercept=False,
   warm_start=True)` along the same per-target grid on the same centred training models (float32,
   Fortran-ordered once outside the timing so that no fit copies X), with the same held-out
@@ -111,7 +113,7 @@ def main() -> None:
 
     measured = _reset_peak_rss()
     start = time.perf_counter()
-    result = lasso_datamodel(masks, outputs, n_lambdas=args.lambdas, holdout=0.1, seed=0, tol=args.tol)
+    result = lasso_datamodel(masks, outputs, n_lambdas=args.lambdas, holdout=0.1, seed=0, tol=args.tol, patience=None)
     t_ours = time.perf_counter() - start
     peak = _peak_rss_mib()
     print(f"ours: lasso_datamodel {t_ours:.1f} s ({t_ours / n * 1e3:.1f} ms per target); "

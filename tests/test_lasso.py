@@ -152,8 +152,8 @@ def test_heldout_choice_recovers_the_support_better_than_a_tiny_lambda() -> None
     assert ((result.values != 0) & (truth != 0)).sum() >= 0.9 * (truth != 0).sum()
     assert (result.values != 0).sum() * 3 < (tiny != 0).sum()
     # the chosen λ is the held-out optimum of the path, and the coefficients are the fit there
-    np.testing.assert_array_equal(result.chosen_index, result.heldout_mse.argmin(axis=0))
-    refit = lasso_path(x, y, result.lambdas)
+    np.testing.assert_array_equal(result.chosen_index, np.nanargmin(result.heldout_mse, axis=0))
+    refit = lasso_path(x, y, result.lambdas, tol=lasso_module.DATAMODEL_TOL)
     np.testing.assert_allclose(result.values, refit[result.chosen_index, :, np.arange(6)].T, atol=1e-5)
     assert (result.heldout_r2 > 0.2).all() and (result.heldout_spearman > 0.4).all()
     # signs of the true effects are recovered where found
@@ -205,3 +205,113 @@ def test_too_few_sweeps_warn() -> None:
         warnings.simplefilter("always")
         lasso_path(X, Y, np.abs(X.T @ Y / 60).max() * np.logspace(-1, -3, 3), tol=1e-14, max_sweeps=1)
     assert any("max_sweeps" in str(w.message) for w in caught)
+
+
+def _overfitting_datamodel(seed: int, m: int = 160, units: int = 90, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Fewer training models than twice the units and a few real effects: the held-out error falls
+    while the real effects enter, then rises as λ → 0 lets noise in (a U-shaped error path)."""
+    rng = np.random.default_rng(seed)
+    masks = rng.random((m, units)) < 0.5
+    truth = np.zeros((units, n))
+    for j in range(n):
+        truth[rng.choice(units, size=3, replace=False), j] = rng.choice([-1.0, 1.0], size=3) * rng.uniform(0.4, 0.8, size=3)
+    outputs = masks @ truth + rng.normal(scale=0.6, size=(m, n))
+    return masks, outputs
+
+
+def test_early_stopping_keeps_the_full_paths_choice_and_leaves_the_rest_unfitted() -> None:
+    masks, outputs = _overfitting_datamodel(seed=8)
+    settings = dict(n_lambdas=25, holdout=0.25, seed=2, min_ratio=1e-2, tol=1e-10, max_sweeps=20_000)
+    full = lasso_datamodel(masks, outputs, patience=None, **settings)
+    early = lasso_datamodel(masks, outputs, patience=3, **settings)
+    assert not np.isnan(full.heldout_mse).any()
+    # the full path is U-shaped: its minimum lies well before the smallest λ
+    assert (full.chosen_index + 3 < 24).all()
+    fitted = ~np.isnan(early.heldout_mse)
+    counts = fitted.sum(axis=0)
+    # fitted λ form a prefix of each grid; the path stops right after `patience` steps without a new best
+    np.testing.assert_array_equal(fitted, np.arange(25)[:, None] < counts[None, :])
+    np.testing.assert_array_equal(counts, early.chosen_index + 3 + 1)
+    assert (counts < 25).all()
+    # the same fits up to rounding (batches of different targets sum in a different order)
+    np.testing.assert_allclose(early.heldout_mse[fitted], full.heldout_mse[fitted], rtol=1e-9)
+    np.testing.assert_array_equal(early.chosen_index, full.chosen_index)
+    np.testing.assert_array_equal(early.chosen_index, np.nanargmin(early.heldout_mse, axis=0))
+    np.testing.assert_array_equal(early.chosen_lambda, full.chosen_lambda)
+    np.testing.assert_allclose(early.values, full.values, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(early.values != 0, full.values != 0)
+    np.testing.assert_allclose(early.heldout_r2, full.heldout_r2, rtol=1e-9)
+    np.testing.assert_allclose(early.heldout_spearman, full.heldout_spearman, rtol=1e-9)
+
+
+def test_targets_dropped_mid_path_keep_their_solution_and_spare_the_others() -> None:
+    """Clearing a target's flag between λ steps freezes its column at its last solution, and the
+    targets still active follow exactly the path they would have followed alone."""
+    X, Y = _problem(120, 15, 3, seed=21)
+    lambdas = np.repeat((np.abs(X.T @ Y / 120).max() * np.logspace(0, -3, 8))[:, None], 3, axis=1)
+    reference = lasso_path(X, Y, lambdas, tol=1e-14)
+    problem = lasso_module._gram_problem(X, Y)
+    active = np.ones(3, dtype=bool)
+    steps = []
+    for i, coef in enumerate(lasso_module._solve_path(problem, lambdas, 1e-14, 1000, active)):
+        steps.append(coef.copy())
+        if i == 2:
+            active[1] = False
+    assert len(steps) == 8
+    for i, coef in enumerate(steps):
+        np.testing.assert_allclose(coef[:, [0, 2]], reference[i][:, [0, 2]], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(coef[:, 1], reference[min(i, 2)][:, 1], rtol=1e-10, atol=1e-12)
+    assert (reference[7][:, 1] != reference[2][:, 1]).any()
+
+
+def test_the_path_ends_when_every_target_is_dropped() -> None:
+    X, Y = _problem(60, 10, 2, seed=3)
+    lambdas = np.repeat((np.abs(X.T @ Y / 60).max() * np.logspace(0, -2, 6))[:, None], 2, axis=1)
+    active = np.ones(2, dtype=bool)
+    steps = 0
+    for _ in lasso_module._solve_path(lasso_module._gram_problem(X, Y), lambdas, 1e-10, 1000, active):
+        steps += 1
+        active[:] = False
+    assert steps == 1
+
+
+def test_bad_patience_is_one_clear_error() -> None:
+    masks, outputs, _ = _sparse_datamodel(seed=1)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InputError, match="patience"):
+            lasso_datamodel(masks, outputs, patience=bad)  # type: ignore[arg-type]
+
+
+def _fixed_size_masks(seed: int, m: int, units: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every model trains on exactly half the units (an iid design of fixed size): the centred mask
+    columns sum to zero in every row, so they are exactly collinear, and there are fewer models
+    than units — the design on which the small end of the path is slowest."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((m, units), dtype=bool)
+    for row in masks:
+        row[rng.choice(units, units // 2, replace=False)] = True
+    truth = np.zeros((units, n))
+    for j in range(n):
+        truth[rng.choice(units, 3, replace=False), j] = rng.uniform(0.3, 0.8, 3)
+    return masks, (masks @ truth + rng.normal(scale=0.5, size=(m, n))).astype(np.float32)
+
+
+def test_defaults_converge_on_a_collinear_underdetermined_design() -> None:
+    masks, outputs = _fixed_size_masks(seed=1, m=100, units=200, n=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = lasso_datamodel(masks, outputs)
+    assert np.isnan(result.heldout_mse[-1]).all()  # no target needed the most expensive λ
+    assert (result.values != 0).any(axis=0).all()
+
+
+def test_default_tolerance_is_loose_enough_for_choosing_lambda() -> None:
+    """The whole path (no early stopping) on the same kind of design: the datamodel's default
+    tolerance is reached within a few hundred sweeps where lasso_path's 1e-6 is not."""
+    masks, outputs = _fixed_size_masks(seed=1, m=60, units=100, n=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        loose = lasso_datamodel(masks, outputs, patience=None, max_sweeps=300)
+    with pytest.warns(RuntimeWarning, match="max_sweeps"):
+        tight = lasso_datamodel(masks, outputs, patience=None, max_sweeps=300, tol=1e-6)
+    np.testing.assert_array_equal(loose.chosen_index, tight.chosen_index)
