@@ -249,3 +249,16 @@ def test_diagnose_measures_the_reliability_of_example_influences(planted_study: 
     assert "p_true" in json.dumps(diagnostics)
     out = capsys.readouterr().out
     assert all(level in out for level in ("overall", "target_class", "example"))
+
+
+def test_the_shipped_leak_config_plants_what_its_comment_says() -> None:
+    from transfer_influence.study.config import load_config, packaged_config
+    from transfer_influence.study.design import check_plan
+
+    config = load_config(packaged_config("leaks"))
+    data = build_study_data(config)
+    truth = read_planted(data.source_train.example_ids)
+    assert (len(data.source_train), truth.leak_rows.size, truth.mislabel_rows.size, len(data.target_test)) == (2040, 40, 40, 1000)
+    assert sorted(truth.leak_styles).count("exact") == 20
+    assert config.design.unit == "example" and config.analysis.output_kind == "p_true"
+    check_plan(config, len(data.source_train))  # 3,000 models leave every example both in and out
