@@ -224,8 +224,11 @@ def test_removing_source_examples_is_a_counterfactual_of_an_example_study(
     bottom = next(a for a in removed["arms"] if a["selection"] == "bottom")
     assert len(bottom["removed"]) == 4 and set(bottom["removed"]) <= source_ids
     summary = list(csv.DictReader((planted_study / "counterfactual" / "summary.csv").open()))
-    assert [r["selection"] for r in summary][:4] == ["full", "top", "bottom", "random"]
+    selections = [r["selection"] for r in summary if r["selection"] != "significant"]
+    assert selections == ["full", "top", "bottom", "random", "worst_pair", "planted"]
     assert all(int(r["n"]) == 2 for r in summary)
+    worst = next(a for a in removed["arms"] if a["selection"] == "worst_pair")
+    assert len(worst["removed"]) == 4 and set(worst["removed"]) <= source_ids
     # the ground-truth reference: exactly the planted mislabels removed, never recommended
     planted = next(a for a in removed["arms"] if a["selection"] == "planted")
     assert sorted(planted["removed"]) == sorted(i for i in source_ids if i.startswith("planted-mislabel/"))

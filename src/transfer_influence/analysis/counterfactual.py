@@ -10,8 +10,11 @@ Arms: the full source; for each k, the k most positive (``top``), the k most neg
 and k random classes (``random``, a fresh draw per seed) removed; ``significant``: the classes
 whose influence is negative under Benjamini–Hochberg at FDR 0.1; and ``whatif``: the most negative
 classes, as many as the ranking study's what-if predictions (its linear datamodel, on the selection
-half) say maximise accuracy — no arm when they predict no removal beats the full source. Every arm is retrained with the
-same R seeds, so arms are compared *paired*: seed noise shared by two arms cancels from the
+half) say maximise accuracy — no arm when they predict no removal beats the full source. In an
+example-level study the arms remove source examples, with two more: ``worst_pair``, the k examples
+whose most negative influence on any single selection image is lowest (the per-image score of
+``leaks``), and ``planted``, exactly the planted mislabels (a ground-truth reference, when the source
+has them). Every arm is retrained with the same R seeds, so arms are compared *paired*: seed noise shared by two arms cancels from the
 per-seed differences, whose standard error (sd / √R) says whether a gain is real.
 
 Every retrain is a run of a sweep store in ``STUDY/counterfactual/`` (see ``execute.sweep``), named
@@ -56,9 +59,9 @@ DEFAULT_REPEATS = 10
 """Seeds per arm, the paper's R."""
 SIGNIFICANCE_FDR = 0.1
 MIN_RANKING_MODELS = 3
-SELECTIONS = ("full", "top", "bottom", "random", "significant", "whatif", "planted")
+SELECTIONS = ("full", "top", "bottom", "random", "significant", "whatif", "worst_pair", "planted")
 SUMMARY_COLUMNS = ("selection", "k", "mean", "std", "n", "diff_vs_full", "diff_se", "beats_full_2se")
-RECOMMENDABLE = ("top", "bottom", "significant", "whatif")
+RECOMMENDABLE = ("top", "bottom", "significant", "whatif", "worst_pair")
 """Arms that name one source: ``random`` removes another set for every seed, so it is a control;
 ``planted`` (an example study with planted mislabels: exactly those removed) uses the ground truth,
 so it is a reference for what removal could gain, never a recommendation."""
@@ -242,6 +245,22 @@ def plan_arms(ranking: Ranking, ks: Sequence[int], repeats: int, study_seed: int
     return arms
 
 
+def worst_pair_scores(store: StudyStore, selection: np.ndarray, ranking: Ranking, target: str | None) -> np.ndarray:
+    """Each source example's most negative influence on any single image of the selection half (the
+    score ``leaks`` ranks negative pairs by), for an example study: a mislabelled example hurts the
+    few images that look like it, which a sum over all images dilutes."""
+    results = open_study(store.path, target=target)
+    outputs = np.asarray(results.outputs(ranking.kind), dtype=np.float64)[:, selection]
+    per_image = estimate(ranking.estimator, results.masks, outputs, blocks=results.blocks)
+    return np.asarray(per_image.values, dtype=np.float64).min(axis=1)
+
+
+def worst_pair_arms(scores: np.ndarray, ks: Sequence[int], repeats: int) -> list[Arm]:
+    """For each k, the k source examples with the most negative worst-pair score removed."""
+    order = np.argsort(scores, kind="stable")
+    return [Arm("worst_pair", k, (tuple(sorted(int(u) for u in order[:k])),) * repeats) for k in ks]
+
+
 def planted_arms(unit_names: Sequence[str], repeats: int, example_units: bool) -> list[Arm]:
     """In an example study whose source has planted mislabels (``source.plant``), an arm removing
     exactly them: what a perfect detector of the planted faults would gain."""
@@ -407,7 +426,10 @@ def run_counterfactual(
     selection = split_targets(load_target_views(store, extra)["labels"], config.seed)
     ranking = build_ranking(store, selection, Path(ranking_from) if ranking_from else None, kind, estimator, extra)
     seeds = retrain_seeds(config.seed, repeats)
-    arms = plan_arms(ranking, ks, repeats, config.seed) + planted_arms(class_names, repeats, store.example_units)
+    arms = plan_arms(ranking, ks, repeats, config.seed)
+    if store.example_units and ranking_from is None:
+        arms += worst_pair_arms(worst_pair_scores(store, selection, ranking, extra), ks, repeats)
+    arms += planted_arms(class_names, repeats, store.example_units)
     sweep = retrain_arms(
         store, arms, seeds, ~selection, sweep_config(config, serial, workers), progress, stream, target=extra
     )

@@ -271,7 +271,7 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
     the paired seeds), the full source as a band (paper Figure 2a); the significance rule as a point."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     full = result.full
-    ks = sorted({a.arm.k for a in result.arms if a.arm.selection in ("top", "bottom", "random")})
+    ks = sorted({a.arm.k for a in result.arms if a.arm.selection in ("top", "bottom", "random", "worst_pair")})
     # The significance rule's k is whatever the test selects: the axis must reach it too.
     every_k = ks + [a.arm.k for a in result.arms if a.arm.selection in ("significant", "whatif", "planted") and a.arm.k > 0]
     span = (min(every_k, default=0) - 0.5, max(every_k, default=1) + 0.5)
@@ -281,6 +281,7 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
         "top": ("#2b8cbe", "remove most positive k", -1),
         "bottom": ("#e34a33", "remove most negative k", 0),
         "random": ("#555555", "remove random k", 1),
+        "worst_pair": ("#ff7f00", "remove k most negative on a single image", 2),
     }
     # The three selections share every k: nudged apart so that their error bars stay readable.
     dodge = 0.08 * (min(np.diff(ks)) if len(ks) > 1 else 1)
@@ -298,7 +299,7 @@ def plot_counterfactual(result: CounterfactualResult, path: Path) -> None:
             ax.errorbar([a.arm.k + 2 * dodge], [a.mean], yerr=[a.std], fmt="s", color="#4daf4a", capsize=3,
                         label=f"what-if rule: remove the {a.arm.k} most negative")
         if a.arm.selection == "planted":
-            ax.errorbar([a.arm.k - 2 * dodge], [a.mean], yerr=[a.std], fmt="*", color="#ff7f00", capsize=3,
+            ax.errorbar([a.arm.k - 2 * dodge], [a.mean], yerr=[a.std], fmt="*", color="#a65628", capsize=3,
                         markersize=9, label=f"remove exactly the {a.arm.k} planted mislabels")
     ax.set_xlim(*span)
     ax.set_xlabel(f"source {'examples' if result.unit_kind == 'example' else 'classes'} removed (k)")
