@@ -152,6 +152,15 @@ def test_scores_count_ranks_ties_and_enrichment() -> None:
     assert score_planted(coefficients, truth, columns, 50, "dim", top_k=2).leak_recall() == 1.0
     flat = score_planted(np.zeros((8, 2)), truth, columns, 50, "lasso", top_k=7)
     assert flat.leak_ranks.tolist() == [8]  # an all-zero column finds nothing: ties rank behind
+    assert flat.mislabel_hits_min == flat.mislabel_hits_sum == 0  # nor does an all-zero score flag a mislabel
+
+
+def test_tied_scores_flag_no_mislabel_whatever_the_row_order() -> None:
+    ids = np.array(["planted-mislabel/0/a"] + [f"s{i}" for i in range(9)])
+    truth = read_planted(ids)
+    # all ten tie at zero: the mislabel, first in row order, must not be flagged for its position
+    score = score_planted(np.zeros((10, 3)), truth, np.zeros(0, dtype=np.int64), 50, "lasso")
+    assert score.mislabel_hits_min == score.mislabel_hits_sum == 0
 
 
 def test_leaks_of_images_the_study_does_not_test_are_refused() -> None:
@@ -205,7 +214,15 @@ def test_leaks_planted_in_a_tiny_study_are_found(planted_study: Path, capsys: py
     assert (planted_study / "leaks" / "planted_curve.png").stat().st_size > 0
 
 
-def test_curve_options_are_checked_before_fitting(planted_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_curve_options_are_checked_before_fitting(
+    planted_study: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import transfer_influence.analysis.leaks as leaks_module
+
+    def no_fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("fitted before the options were checked")
+
+    monkeypatch.setattr(leaks_module, "example_coefficients", no_fit)
     assert main(["leaks", str(planted_study), "--curve", "--models", "100,900"]) == EXIT_USAGE
     assert "--models 900" in capsys.readouterr().err
     assert main(["leaks", str(planted_study), "--models", "100"]) == EXIT_USAGE
@@ -265,3 +282,38 @@ def test_the_shipped_leak_config_plants_what_its_comment_says() -> None:
     assert sorted(truth.leak_styles).count("exact") == 20
     assert config.design.unit == "example" and config.analysis.output_kind == "p_true"
     check_plan(config, len(data.source_train))  # 3,000 models leave every example both in and out
+
+
+def test_the_planted_reference_is_never_recommended() -> None:
+    from transfer_influence.analysis.counterfactual import Arm, ArmResult, CounterfactualResult
+
+    full = ArmResult(Arm("full", 0, ((),) * 3), np.array([0.80, 0.81, 0.82]), None)
+    def arm(selection: str, gain: float) -> ArmResult:
+        accuracy = full.accuracy + gain + np.array([0.0, 0.001, -0.001])
+        return ArmResult(Arm(selection, 2, ((0, 1),) * 3), accuracy, accuracy - full.accuracy)
+
+    result = CounterfactualResult(Path("."), ("a", "b", "c"), None, [full, arm("planted", 0.05), arm("bottom", 0.02)],  # type: ignore[arg-type]
+                                  [1, 2, 3], np.ones(3, dtype=bool), unit_kind="example")
+    assert result.recommended is not None and result.recommended.arm.selection == "bottom"
+
+
+def test_demo_of_an_example_study_without_plants_pairs_leaks_without_scoring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = planted_config(12)
+    del raw["source"]["plant"]
+    out = tmp_path / "demo"
+    assert main(["demo", "--config", str(write_config(tmp_path / "plain.yaml", raw)), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "most positive (candidate leaks)" in printed and "planted faults" not in printed
+    assert (out / "leaks" / "pairs.csv").exists() and not (out / "leaks" / "planted_curve.csv").exists()
+
+
+def test_a_ranking_from_a_study_of_the_other_unit_is_refused(planted_study: Path, tmp_path: Path) -> None:
+    from transfer_influence.analysis.counterfactual import run_counterfactual
+
+    class_study = tmp_path / "class-study"
+    run_study(parse_config(tiny_config_dict()), class_study, progress=False, stream=io.StringIO())
+    with pytest.raises(InputError, match="is a class-level study .* same design.unit"):
+        run_counterfactual(planted_study, [2], 2, ranking_from=class_study, serial=True, progress=False)
+    with pytest.raises(InputError, match="is an example-level study .* same design.unit"):
+        run_counterfactual(class_study, [2], 2, ranking_from=planted_study, serial=True, progress=False)
+    assert not (class_study / "counterfactual").exists()

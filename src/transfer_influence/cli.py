@@ -167,8 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, help="use this config instead of the packaged demo")
     demo.add_argument("--variant", choices=["harm", "leaks"], help="harm: the packaged demo plus 20 junk classes of digit "
                       "glyphs with scrambled labels, a planted harm to recover (configs/demo_harm.yaml); leaks: an "
-                      "example-level study whose source holds planted leaks and mislabels, then `leaks --curve` "
-                      "(configs/leaks.yaml, about 25 minutes on 2 cores)")
+                      "example-level study whose source holds planted leaks and mislabels, then its leak pairs (ridge) and "
+                      "their detection against the number of models (configs/leaks.yaml, about 25 minutes on 2 cores)")
     _add_run_options(demo)
 
     cf = sub.add_parser("counterfactual", help="retrain without the most positive / negative / random k classes "
@@ -508,12 +508,10 @@ def _require_example_units(study: Path, command: str) -> None:
 def _cmd_leaks(args: argparse.Namespace) -> int:
     from .analysis.leaks import check_per_target, study_coefficients, study_leaks
     from .analysis.planted import leak_columns, score_planted, study_planted_curve
-    from .data.planted import read_planted
-    from .report.leak_tables import write_planted_curve_csv
-    from .report.plots import plot_planted_curve
     from .analysis.projection import check_top, load_study_images
-    from .report.leak_tables import write_leak_pairs_csv
-    from .report.plots import plot_leak_pairs
+    from .data.planted import read_planted
+    from .report.leak_tables import write_leak_pairs_csv, write_planted_curve_csv
+    from .report.plots import plot_leak_pairs, plot_planted_curve
 
     check_top(args.top)
     check_per_target(args.per_target)
@@ -522,10 +520,11 @@ def _cmd_leaks(args: argparse.Namespace) -> int:
     kind = args.kind or results.config.analysis.output_kind
     if kind not in results.output_kinds:
         raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
-    out = args.out or args.study / "leaks"
-    out.mkdir(parents=True, exist_ok=True)
     planted = read_planted(results.unit_names)
     curve_request = _planted_curve_request(args, planted, results.num_models)  # checked before any fitting
+    columns = None if planted.empty else leak_columns(planted, [str(t) for t in results.target_ids])
+    out = args.out or args.study / "leaks"
+    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     coefficients = study_coefficients(results, kind, args.estimator, seed=results.config.seed)
     ranking = study_leaks(results, kind, args.estimator, args.per_target, results.config.seed, coefficients)
@@ -541,15 +540,15 @@ def _cmd_leaks(args: argparse.Namespace) -> int:
             print(f"  #{pair.rank:<3} target {pair.target_id:>16} ({pair.target_label})  source {pair.source_id:>16} "
                   f"({pair.source_class})  {pair.coefficient:+.5f}")
     print(f"table: {out / 'pairs.csv'}\nfigure: {out / 'pairs.png'}")
-    if not planted.empty:
-        columns = leak_columns(planted, [str(t) for t in results.target_ids])
+    if columns is not None:
         score = score_planted(coefficients, planted, columns, results.num_models, args.estimator, args.recall_k)
         print("planted faults (source.plant):")
         _print_planted(score)
     if curve_request is not None:
         counts, estimators = curve_request
         print(f"detection against the number of models ({', '.join(estimators)}):")
-        scores = study_planted_curve(results, kind, estimators, counts, args.recall_k, results.config.seed, on_step=_print_planted)
+        scores = study_planted_curve(results, kind, estimators, counts, args.recall_k, results.config.seed,
+                                     on_step=_print_planted, fitted={(results.num_models, args.estimator): coefficients})
         write_planted_curve_csv(scores, out / "planted_curve.csv")
         plot_planted_curve(scores, out / "planted_curve.png")
         print(f"curve: {out / 'planted_curve.csv'}, {out / 'planted_curve.png'}")
@@ -576,7 +575,7 @@ def _planted_curve_request(args: argparse.Namespace, planted: "PlantedFaults", a
         counts = [int(m) for m in args.models.split(",")] if args.models else default_model_counts(available)
     except ValueError:
         raise InputError(f"--models {args.models!r}: give whole numbers separated by commas, e.g. --models 100,200,400") from None
-    estimators = [check_leak_estimator(e.strip()) for e in (args.curve_estimators or args.estimator).split(",")]
+    estimators = list(dict.fromkeys(check_leak_estimator(e.strip()) for e in (args.curve_estimators or args.estimator).split(",")))
     return check_model_counts(counts, available), estimators
 
 
@@ -636,10 +635,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = _apply_overrides(load_config(args.config or packaged), args)
     started = time.perf_counter()
     run = run_study(config, args.out, progress=not args.quiet)
-    if config.design.unit == "example":  # no class report: score the leaks instead
+    if config.design.unit == "example":  # no class report: pair leaks instead (and score planted ones)
         print(f"\nstudy: {args.out}; runs {run.timings['runs_wall_seconds']:.0f} s")
-        return _cmd_leaks(_parser().parse_args(["leaks", str(args.out), "--estimator", "ridge", "--curve",
-                                                "--curve-estimators", "dim,ridge"]))
+        curve = ["--curve", "--curve-estimators", "dim,ridge"] if config.source.plant is not None else []
+        return _cmd_leaks(_parser().parse_args(["leaks", str(args.out), "--estimator", "ridge", *curve]))
     report_started = time.perf_counter()
     report = build_report(args.out)
     report_seconds = time.perf_counter() - report_started

@@ -48,6 +48,7 @@ from ..study.design import RunSpec
 from ..study.outputs import OUTPUT_KINDS
 from ..study.results import StudyResults, load_target_views, open_study
 from ..study.store import StudyStore
+from .leaks import example_coefficients, worst_pair_score
 from .whatif import RemovalCurve, removal_curve
 
 SWEEP_DIR = "counterfactual"
@@ -59,7 +60,6 @@ DEFAULT_REPEATS = 10
 """Seeds per arm, the paper's R."""
 SIGNIFICANCE_FDR = 0.1
 MIN_RANKING_MODELS = 3
-SELECTIONS = ("full", "top", "bottom", "random", "significant", "whatif", "worst_pair", "planted")
 SUMMARY_COLUMNS = ("selection", "k", "mean", "std", "n", "diff_vs_full", "diff_se", "beats_full_2se")
 RECOMMENDABLE = ("top", "bottom", "significant", "whatif", "worst_pair")
 """Arms that name one source: ``random`` removes another set for every seed, so it is a control;
@@ -163,7 +163,15 @@ def build_ranking(
     source_path = ranking_from or store.path
     ours = study_unit_names(store)
     if ranking_from is not None:  # named before the other study is read or consolidated
-        _class_order(ours, study_unit_names(StudyStore.open(ranking_from)), ranking_from)
+        other = StudyStore.open(ranking_from)
+        if other.example_units != store.example_units:
+            kinds = {True: "an example-level study (design.unit: example)", False: "a class-level study"}
+            raise InputError(
+                f"--ranking-from {ranking_from} is {kinds[other.example_units]} and {store.path} is "
+                f"{kinds[store.example_units]}: a ranking removes units of its own kind, so take it from a study of "
+                "the same design.unit"
+            )
+        _class_order(ours, study_unit_names(other), ranking_from)
     role = "the ranking study" if ranking_from else "study"
     results = _finished_results(source_path, role, None if ranking_from else target)
     kind = kind or results.config.analysis.output_kind
@@ -251,8 +259,7 @@ def worst_pair_scores(store: StudyStore, selection: np.ndarray, ranking: Ranking
     few images that look like it, which a sum over all images dilutes."""
     results = open_study(store.path, target=target)
     outputs = np.asarray(results.outputs(ranking.kind), dtype=np.float64)[:, selection]
-    per_image = estimate(ranking.estimator, results.masks, outputs, blocks=results.blocks)
-    return np.asarray(per_image.values, dtype=np.float64).min(axis=1)
+    return worst_pair_score(example_coefficients(results.masks, outputs, ranking.estimator, blocks=results.blocks))
 
 
 def worst_pair_arms(scores: np.ndarray, ks: Sequence[int], repeats: int) -> list[Arm]:

@@ -105,6 +105,13 @@ def example_coefficients(
     return np.asarray(estimate(estimator, masks, outputs, blocks=blocks).values, dtype=np.float64)
 
 
+def worst_pair_score(coefficients: np.ndarray) -> np.ndarray:
+    """Each source example's most negative coefficient on any single target (rows of an L × n
+    matrix): how strongly it misleads the one image it hurts most, the order in which the negative
+    pairs of ``rank_leak_pairs`` name their source examples first."""
+    return np.asarray(coefficients, dtype=np.float64).min(axis=1)
+
+
 def rank_leak_pairs(
     coefficients: np.ndarray,
     source_ids: Sequence[str],

@@ -21,7 +21,7 @@ import numpy as np
 from ..data.planted import PlantedFaults, read_planted
 from ..errors import InputError
 from ..study.results import StudyResults
-from .leaks import check_leak_estimator, example_coefficients, require_example_units
+from .leaks import check_leak_estimator, example_coefficients, require_example_units, worst_pair_score
 
 DEFAULT_TOP_K = 10
 CURVE_START = 100
@@ -106,7 +106,7 @@ def score_planted(
         top_k=top_k,
         leak_ranks=ranks,
         leak_styles=planted.leak_styles,
-        mislabel_hits_min=_hits(coefficients.min(axis=1), planted.mislabel_rows, count),
+        mislabel_hits_min=_hits(worst_pair_score(coefficients), planted.mislabel_rows, count),
         mislabel_hits_sum=_hits(coefficients.sum(axis=1), planted.mislabel_rows, count),
         num_mislabels=count,
         num_sources=num_sources,
@@ -114,11 +114,11 @@ def score_planted(
 
 
 def _hits(score: np.ndarray, rows: np.ndarray, count: int) -> int:
-    """How many of ``rows`` are among the ``count`` lowest scores (stable order on ties)."""
-    if count == 0:
-        return 0
-    flagged = np.argsort(score, kind="stable")[:count]
-    return int(np.isin(flagged, rows).sum())
+    """How many of ``rows`` are among the ``count`` lowest scores. Ties count against the planted
+    rows, as for leaks: a row ranks behind every example with an equal or lower score, so an
+    all-zero LASSO score flags nothing whatever the row order."""
+    ranks = np.array([int(np.sum(score <= score[row])) for row in rows], dtype=np.int64)
+    return int(np.sum(ranks <= count))
 
 
 def default_model_counts(num_models: int) -> list[int]:
@@ -146,9 +146,11 @@ def study_planted_curve(
     top_k: int = DEFAULT_TOP_K,
     seed: int = 0,
     on_step: Callable[[PlantedScore], None] | None = None,
+    fitted: dict[tuple[int, str], np.ndarray] | None = None,
 ) -> list[PlantedScore]:
     """Detection of the study's planted faults by each estimator on its first m models, for each m
-    (models in run order, so a curve reads as "what a study this size would have found")."""
+    (models in run order, so a curve reads as "what a study this size would have found").
+    ``fitted``: coefficients the caller already has, by (models, estimator), not fitted again."""
     require_example_units(results)
     for name in estimators:
         check_leak_estimator(name)
@@ -165,9 +167,11 @@ def study_planted_curve(
     scores: list[PlantedScore] = []
     for m in counts:
         for name in estimators:
-            coefficients = example_coefficients(
-                results.masks[:m], outputs[:m], name, blocks=None if blocks is None else blocks[:m], seed=seed
-            )
+            coefficients = (fitted or {}).get((m, name))
+            if coefficients is None:
+                coefficients = example_coefficients(
+                    results.masks[:m], outputs[:m], name, blocks=None if blocks is None else blocks[:m], seed=seed
+                )
             score = score_planted(coefficients, planted, columns, m, name, top_k)
             scores.append(score)
             if on_step is not None:
