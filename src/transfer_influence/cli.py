@@ -168,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--variant", choices=["harm", "leaks"], help="harm: the packaged demo plus 20 junk classes of digit "
                       "glyphs with scrambled labels, a planted harm to recover (configs/demo_harm.yaml); leaks: an "
                       "example-level study whose source holds planted leaks and mislabels, then its leak pairs (ridge) and "
-                      "their detection against the number of models (configs/leaks.yaml, about 25 minutes on 2 cores)")
+                      "their detection against the number of models (configs/leaks.yaml, about 27 minutes on 2 cores)")
     _add_run_options(demo)
 
     cf = sub.add_parser("counterfactual", help="retrain without the most positive / negative / random k classes "
