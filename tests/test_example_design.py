@@ -191,7 +191,6 @@ def test_example_influence_is_the_difference_of_means(example_study: Path, tmp_p
         ["verify", "--summary", "--serial", "--quiet"],
         ["project", "--source-class", "A"],
         ["explain"],
-        ["report"],
     ],
 )
 def test_class_level_commands_refuse_an_example_study(example_study: Path, command: list[str], capsys) -> None:  # type: ignore[no-untyped-def]

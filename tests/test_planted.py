@@ -261,6 +261,7 @@ def test_demo_of_an_example_study_scores_its_planted_faults(tmp_path: Path, caps
     assert "planted faults (source.plant):" in printed and "detection against the number of models (dim, ridge)" in printed
     rows = list(csv.DictReader((out / "leaks" / "planted_curve.csv").open()))
     assert [(r["models"], r["estimator"]) for r in rows] == [("12", "dim"), ("12", "ridge")]
+    assert "Planted faults found" in (out / "report" / "index.html").read_text()
 
 
 def test_diagnose_measures_the_reliability_of_example_influences(planted_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -305,6 +306,8 @@ def test_demo_of_an_example_study_without_plants_pairs_leaks_without_scoring(tmp
     printed = capsys.readouterr().out
     assert "most positive (candidate leaks)" in printed and "planted faults" not in printed
     assert (out / "leaks" / "pairs.csv").exists() and not (out / "leaks" / "planted_curve.csv").exists()
+    page = (out / "report" / "index.html").read_text()
+    assert "Leak and mislabel candidates" in page and "Planted faults found" not in page and "Not run yet" in page
 
 
 def test_a_ranking_from_a_study_of_the_other_unit_is_refused(planted_study: Path, tmp_path: Path) -> None:
@@ -317,3 +320,15 @@ def test_a_ranking_from_a_study_of_the_other_unit_is_refused(planted_study: Path
     with pytest.raises(InputError, match="is an example-level study .* same design.unit"):
         run_counterfactual(class_study, [2], 2, ranking_from=planted_study, serial=True, progress=False)
     assert not (class_study / "counterfactual").exists()
+
+
+def test_report_of_an_example_study_shows_pairs_planted_scores_and_removals(planted_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    removal = ["counterfactual", str(planted_study), "--k", "4", "--repeats", "2", "--serial", "--quiet", "--estimator", "dim"]
+    assert main(removal) == 0  # the removal test's sweep: stored retrains are reused
+    assert main(["report", str(planted_study), "--estimator", "dim"]) == 0
+    page = (planted_study / "report" / "index.html").read_text()
+    assert "Leak and mislabel candidates" in page and "Planted faults found" in page
+    assert "Removing source examples" in page and "worst_pair" in page and "Not run yet" not in page
+    pairs = list(csv.DictReader((planted_study / "report" / "leak_pairs.csv").open()))
+    assert {r["sign"] for r in pairs} == {"positive", "negative"}
+    assert main(["report", str(planted_study), "--target", "other"]) == EXIT_USAGE

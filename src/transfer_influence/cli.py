@@ -431,8 +431,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report.build import build_report
+    from .report.leak_report import build_leak_report
+    from .study.store import StudyStore
 
-    _require_class_units(args.study, "report")
+    if StudyStore.open(args.study).example_units:
+        if args.target_set:
+            raise InputError("--target: the report of an example-level study is drawn for its primary target")
+        print(f"report: {build_leak_report(args.study, kind=args.kind, estimator=args.estimator)}")
+        return 0
     report = build_report(args.study, kind=args.kind, estimator=args.estimator, target=args.target_set)
     print(f"report: {report.html_path}")
     return 0
@@ -637,8 +643,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run = run_study(config, args.out, progress=not args.quiet)
     if config.design.unit == "example":  # no class report: pair leaks instead (and score planted ones)
         print(f"\nstudy: {args.out}; runs {run.timings['runs_wall_seconds']:.0f} s")
+        from .report.leak_report import build_leak_report
+
         curve = ["--curve", "--curve-estimators", "dim,ridge"] if config.source.plant is not None else []
-        return _cmd_leaks(_parser().parse_args(["leaks", str(args.out), "--estimator", "ridge", *curve]))
+        _cmd_leaks(_parser().parse_args(["leaks", str(args.out), "--estimator", "ridge", *curve]))
+        print(f"report: {build_leak_report(args.out, estimator='ridge')}")
+        return 0
     report_started = time.perf_counter()
     report = build_report(args.out)
     report_seconds = time.perf_counter() - report_started

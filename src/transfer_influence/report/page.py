@@ -36,6 +36,17 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
 
 
+def page_head(name: str, heading: str) -> str:
+    """The page's opening up to its heading: one style for every report page."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>transfer-influence report: {html.escape(name)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}}
+img{{max-width:100%}}code{{background:#f4f4f4;padding:0 3px}}</style></head><body>
+<h1>{html.escape(heading)}: {html.escape(name)}</h1>
+"""
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
@@ -113,13 +124,7 @@ def render_page(
             f"digits have a look-alike glyph among their top {lookalikes.top_k} source classes.</p>"
             + _table(["digit", f"look-alikes in top {lookalikes.top_k}"], rows)
         )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>transfer-influence report: {html.escape(config.name)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}}
-img{{max-width:100%}}code{{background:#f4f4f4;padding:0 3px}}</style></head><body>
-<h1>Source-class influence: {html.escape(config.name)}</h1>
-<p>{results.num_models} transferred models; {len(results.class_names)} source classes; {len(results.target_ids)}
+    return page_head(config.name, "Source-class influence") + f"""<p>{results.num_models} transferred models; {len(results.class_names)} source classes; {len(results.target_ids)}
 target test examples in {len(results.target_class_names)} classes; output <code>{html.escape(overall.output_kind or '')}</code>;
 estimator: {ESTIMATOR_NAMES[overall.estimator]}.
 Design <code>{config.design.kind}</code> with subset ratio α = {config.design.alpha:g}: each model's source holds
