@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 from .errors import InputError, UserError
 
 if TYPE_CHECKING:
-    from .analysis.planted import PlantedScore
+    from .analysis.planted import LeakFindings, PlantedScore
     from .data.planted import PlantedFaults
 from .study.config import StudyConfig, load_config, packaged_config
 
@@ -512,8 +512,15 @@ def _require_example_units(study: Path, command: str) -> None:
 
 
 def _cmd_leaks(args: argparse.Namespace) -> int:
-    from .analysis.leaks import check_per_target, study_coefficients, study_leaks
-    from .analysis.planted import leak_columns, score_planted, study_planted_curve
+    _leaks(args)
+    return 0
+
+
+def _leaks(args: argparse.Namespace) -> "LeakFindings":
+    """``leaks``: fit, print and write the pairs (and the planted-fault scores and curve); the
+    findings are returned for the demo's report, which then needs no second fit."""
+    from .analysis.leaks import check_per_target
+    from .analysis.planted import study_leak_findings, study_planted_curve
     from .analysis.projection import check_top, load_study_images
     from .data.planted import read_planted
     from .report.leak_tables import write_leak_pairs_csv, write_planted_curve_csv
@@ -524,21 +531,15 @@ def _cmd_leaks(args: argparse.Namespace) -> int:
     _require_example_units(args.study, "leaks")
     results = _open_finished(args.study, args.partial)
     kind = args.kind or results.config.analysis.output_kind
-    if kind not in results.output_kinds:
-        raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
-    planted = read_planted(results.unit_names)
-    curve_request = _planted_curve_request(args, planted, results.num_models)  # checked before any fitting
-    columns = None if planted.empty else leak_columns(planted, [str(t) for t in results.target_ids])
+    curve_request = _planted_curve_request(args, read_planted(results.unit_names), results.num_models)  # before any fit
+    findings = study_leak_findings(results, kind, args.estimator, args.per_target, args.recall_k, results.config.seed)
+    ranking = findings.ranking
     out = args.out or args.study / "leaks"
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    coefficients = study_coefficients(results, kind, args.estimator, seed=results.config.seed)
-    ranking = study_leaks(results, kind, args.estimator, args.per_target, results.config.seed, coefficients)
-    seconds = time.perf_counter() - started
     write_leak_pairs_csv(ranking, out / "pairs.csv")
     plot_leak_pairs(ranking, load_study_images(args.study), out / "pairs.png", args.top)
     print(f"{results.num_models} models, {len(results.unit_names)} source examples, {len(results.target_ids)} target "
-          f"images, output {kind}, estimator {args.estimator}; fitted in {seconds:.2f} s")
+          f"images, output {kind}, estimator {args.estimator}; fitted in {findings.seconds:.2f} s")
     for title, pairs in (("most positive (candidate leaks)", ranking.positive),
                          ("most negative (candidate mislabeled / misleading)", ranking.negative)):
         print(f"{title}: {len(pairs)} pairs")
@@ -546,19 +547,18 @@ def _cmd_leaks(args: argparse.Namespace) -> int:
             print(f"  #{pair.rank:<3} target {pair.target_id:>16} ({pair.target_label})  source {pair.source_id:>16} "
                   f"({pair.source_class})  {pair.coefficient:+.5f}")
     print(f"table: {out / 'pairs.csv'}\nfigure: {out / 'pairs.png'}")
-    if columns is not None:
-        score = score_planted(coefficients, planted, columns, results.num_models, args.estimator, args.recall_k)
+    if findings.planted is not None:
         print("planted faults (source.plant):")
-        _print_planted(score)
+        _print_planted(findings.planted)
     if curve_request is not None:
         counts, estimators = curve_request
         print(f"detection against the number of models ({', '.join(estimators)}):")
         scores = study_planted_curve(results, kind, estimators, counts, args.recall_k, results.config.seed,
-                                     on_step=_print_planted, fitted={(results.num_models, args.estimator): coefficients})
+                                     on_step=_print_planted, fitted={(results.num_models, args.estimator): findings.coefficients})
         write_planted_curve_csv(scores, out / "planted_curve.csv")
         plot_planted_curve(scores, out / "planted_curve.png")
         print(f"curve: {out / 'planted_curve.csv'}, {out / 'planted_curve.png'}")
-    return 0
+    return findings
 
 
 def _planted_curve_request(args: argparse.Namespace, planted: "PlantedFaults", available: int) -> tuple[list[int], list[str]] | None:
@@ -646,8 +646,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from .report.leak_report import build_leak_report
 
         curve = ["--curve", "--curve-estimators", "dim,ridge"] if config.source.plant is not None else []
-        _cmd_leaks(_parser().parse_args(["leaks", str(args.out), "--estimator", "ridge", *curve]))
-        print(f"report: {build_leak_report(args.out, estimator='ridge')}")
+        findings = _leaks(_parser().parse_args(["leaks", str(args.out), "--estimator", "ridge", *curve]))
+        print(f"report: {build_leak_report(args.out, findings=findings)}")
         return 0
     report_started = time.perf_counter()
     report = build_report(args.out)

@@ -13,6 +13,7 @@ overall effect, the score a removal acts on). Pure numpy on coefficients; the st
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -21,7 +22,16 @@ import numpy as np
 from ..data.planted import PlantedFaults, read_planted
 from ..errors import InputError
 from ..study.results import StudyResults
-from .leaks import check_leak_estimator, example_coefficients, require_example_units, worst_pair_score
+from .leaks import (
+    PER_TARGET,
+    LeakRanking,
+    check_leak_estimator,
+    example_coefficients,
+    require_example_units,
+    study_coefficients,
+    study_leaks,
+    worst_pair_score,
+)
 
 DEFAULT_TOP_K = 10
 CURVE_START = 100
@@ -177,3 +187,38 @@ def study_planted_curve(
             if on_step is not None:
                 on_step(score)
     return scores
+
+
+@dataclass(frozen=True)
+class LeakFindings:
+    """One fit of an example study's datamodels and what is read from it: the coefficients (for a
+    curve that reuses them), the ranked pairs, and the planted-fault score when the source has plants."""
+
+    coefficients: np.ndarray
+    ranking: LeakRanking
+    planted: PlantedScore | None
+    seconds: float
+    """Time of the fit and the ranking."""
+
+
+def study_leak_findings(
+    results: StudyResults,
+    kind: str,
+    estimator: str,
+    per_target: int = PER_TARGET,
+    top_k: int = DEFAULT_TOP_K,
+    seed: int = 0,
+) -> LeakFindings:
+    """Fit, rank and score an example study once, for ``leaks`` and the example report alike. Every
+    input — the output kind, planted leaks of images the study does not test — is checked before the fit."""
+    require_example_units(results)
+    if kind not in results.output_kinds:
+        raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
+    planted = read_planted(results.unit_names)
+    columns = None if planted.empty else leak_columns(planted, [str(t) for t in results.target_ids])
+    started = time.perf_counter()
+    coefficients = study_coefficients(results, kind, estimator, seed)
+    ranking = study_leaks(results, kind, estimator, per_target, seed, coefficients)
+    seconds = time.perf_counter() - started
+    score = None if columns is None else score_planted(coefficients, planted, columns, results.num_models, estimator, top_k)
+    return LeakFindings(coefficients, ranking, score, seconds)

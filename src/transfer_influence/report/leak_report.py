@@ -13,11 +13,9 @@ import csv
 import html
 from pathlib import Path
 
-from ..analysis.leaks import PER_TARGET, LeakPair, require_example_units, study_coefficients, study_leaks
-from ..analysis.planted import leak_columns, score_planted
+from ..analysis.leaks import LeakPair
+from ..analysis.planted import LeakFindings, study_leak_findings
 from ..analysis.projection import load_study_images
-from ..data.planted import read_planted
-from ..errors import InputError
 from ..estimate import ESTIMATOR_NAMES
 from ..study.results import StudyResults, open_study
 from .leak_tables import write_leak_pairs_csv
@@ -29,31 +27,28 @@ COUNTERFACTUAL_DIR = "counterfactual"
 LEAKS_DIR = "leaks"
 
 
-def build_leak_report(study_dir: str | Path, kind: str | None = None, estimator: str | None = None) -> Path:
-    """Write ``STUDY/report/index.html`` (with ``leak_pairs.csv`` and ``.png``) for an example study."""
+def build_leak_report(
+    study_dir: str | Path, kind: str | None = None, estimator: str | None = None, findings: LeakFindings | None = None
+) -> Path:
+    """Write ``STUDY/report/index.html`` (with ``leak_pairs.csv`` and ``.png``) for an example study,
+    from ``findings`` when the caller has fitted them (``leaks`` in the demo), else fitted here."""
     study_dir = Path(study_dir)
     results = open_study(study_dir)
-    require_example_units(results)
-    kind = kind or results.config.analysis.output_kind
-    estimator = estimator or results.config.analysis.estimator
-    if kind not in results.output_kinds:
-        raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
-    planted = read_planted(results.unit_names)
-    columns = None if planted.empty else leak_columns(planted, [str(t) for t in results.target_ids])
+    if findings is None:
+        kind = kind or results.config.analysis.output_kind
+        estimator = estimator or results.config.analysis.estimator
+        findings = study_leak_findings(results, kind, estimator, seed=results.config.seed)
+    ranking = findings.ranking
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    seed = results.config.seed
-    coefficients = study_coefficients(results, kind, estimator, seed)
-    ranking = study_leaks(results, kind, estimator, PER_TARGET, seed, coefficients)
     write_leak_pairs_csv(ranking, out / "leak_pairs.csv")
     plot_leak_pairs(ranking, load_study_images(study_dir), out / "leak_pairs.png", PAIRS_SHOWN)
     sections = [_pairs_html(ranking.positive, ranking.negative, out)]
-    if columns is not None:
-        score = score_planted(coefficients, planted, columns, results.num_models, estimator)
-        sections.append(_planted_html(score.row(), study_dir / LEAKS_DIR / "planted_curve.png"))
+    if findings.planted is not None:
+        sections.append(_planted_html(findings.planted.row(), study_dir / LEAKS_DIR / "planted_curve.png"))
     sections.append(_removal_html(study_dir / COUNTERFACTUAL_DIR))
     page = out / "index.html"
-    page.write_text(_page(results, kind, estimator, sections))
+    page.write_text(_page(results, ranking.output_kind or "", ranking.estimator, sections))
     return page
 
 
@@ -62,7 +57,7 @@ def _page(results: StudyResults, kind: str, estimator: str, sections: list[str])
     return page_head(config.name, "Source-example influence") + f"""<p>{results.num_models} transferred models, each trained on a random share α = {config.design.alpha:g} of the
 {len(results.unit_names)} source training examples (design <code>{config.design.kind}</code>, unit
 <code>example</code>); {len(results.target_ids)} target test images; output <code>{html.escape(kind)}</code>;
-estimator: {ESTIMATOR_NAMES[estimator]} per target image.</p>
+estimator: {ESTIMATOR_NAMES.get(estimator, estimator)} per target image.</p>
 <p>Study seed {meta['seed']}, git commit <code>{html.escape(str(meta.get('git_commit')))}</code>,
 versions {html.escape(', '.join(f'{k} {v}' for k, v in meta['versions'].items()))}.</p>
 {''.join(sections)}
