@@ -1,6 +1,7 @@
 """Counterfactual removal on a tiny study: the files and their rows, paired differences and rankings
-against a direct computation from the run files, disjoint selection and scoring halves, resuming,
-and bad input refused before any training."""
+against a direct computation from the run files, disjoint selection and scoring halves, the
+recommendation's confirmation on fresh seeds (stored, resumed, written), resuming, and bad input
+refused before any training."""
 
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ from transfer_influence.study.views import build_study_data, save_study_data
 
 from .conftest import TINY_GLYPHS, tiny_config_dict
 
-ARGS = ["--k", "2", "--repeats", "2", "--serial", "--quiet"]
+REPEATS = 3
+ARGS = ["--k", "2", "--repeats", str(REPEATS), "--serial", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished tiny study (8 classes, 8 models) with its counterfactual sweep run by the CLI."""
+    """A finished tiny study (8 classes, 8 models) with its counterfactual sweep run by the CLI
+    (3 seeds: its chosen removal is retrained on 3 fresh seeds)."""
     path = tmp_path_factory.mktemp("counterfactual") / "study"
     run_study(parse_config(tiny_config_dict(**{"baselines.repeats": 0})), path, progress=False)
     assert main(["counterfactual", str(path), *ARGS]) == 0
@@ -53,10 +56,11 @@ def _summary(study: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _runs(study: Path) -> list[tuple[np.ndarray, int, np.ndarray, int]]:
-    """(mask, repeat index, per-example correctness, training seed) of every retrain file, read directly."""
+def _runs(study: Path, pattern: str = "*-r[0-9][0-9][0-9].npz") -> list[tuple[np.ndarray, int, np.ndarray, int]]:
+    """(mask, repeat index, per-example correctness, training seed) of every retrain file, read
+    directly: the selection seeds' (``…-r<r>``) unless ``pattern`` says otherwise."""
     found = []
-    for path in sorted((study / SWEEP_DIR / "runs").glob("*.npz")):
+    for path in sorted((study / SWEEP_DIR / "runs").glob(pattern)):
         with np.load(path) as archive:
             record = json.loads(str(archive["record"]))
             found.append((archive["mask"].copy(), record["index"], archive["output__correct"].copy(), record["seed"]))
@@ -75,15 +79,16 @@ def test_files_hold_one_row_per_arm(study: Path) -> None:
     assert [(r["selection"], r["k"]) for r in rows] == [
         ("full", "0"), ("top", "2"), ("bottom", "2"), ("random", "2"), ("significant", str(len(significant["removed"])))
     ]
-    assert all(r["n"] == "2" for r in rows)
+    assert all(r["n"] == str(REPEATS) for r in rows)
     assert rows[0]["diff_vs_full"] == "" and all(r["beats_full_2se"] in ("True", "False") for r in rows[1:])
     arms = {(a["selection"], a["k"]): a for a in removed["arms"]}
     top, bottom = set(arms[("top", 2)]["removed"]), set(arms[("bottom", 2)]["removed"])
     assert len(top) == len(bottom) == 2 and not top & bottom
     assert all(len(set(r)) == 2 for r in arms[("random", 2)]["removed_per_seed"])
     kept = [line for line in (study / SWEEP_DIR / "recommended_source.txt").read_text().splitlines() if not line.startswith("#")]
-    recommended = [r for r in rows[1:] if r["beats_full_2se"] == "True" and r["selection"] != "random"]
-    assert len(kept) == len(TINY_GLYPHS) - (int(max(recommended, key=lambda r: float(r["diff_vs_full"]))["k"]) if recommended else 0)
+    recommendation = json.loads((study / SWEEP_DIR / "recommendation.json").read_text())
+    removed_names = recommendation["chosen"]["removed"] if recommendation["confirmed"] else []
+    assert kept == [name for name in TINY_GLYPHS if name not in removed_names]
     assert (study / SWEEP_DIR / "counterfactual.png").stat().st_size > 0
 
 
@@ -99,17 +104,17 @@ def test_paired_differences_and_ranking_match_a_direct_computation(study: Path) 
         return float(correct[~selection].mean())
 
     # Paired arms: every retrain of repeat r, whatever it removes, trains with the same seed.
-    assert all(len({seed for _, r, _, seed in runs if r == repeat}) == 1 for repeat in range(2))
+    assert all(len({seed for _, r, _, seed in runs if r == repeat}) == 1 for repeat in range(REPEATS))
     rows = {(r["selection"], r["k"]): r for r in _summary(study)}
-    full = np.array([accuracy([], r) for r in range(2)])
+    full = np.array([accuracy([], r) for r in range(REPEATS)])
     assert float(rows[("full", "0")]["mean"]) == pytest.approx(full.mean())
     for arm in removed["arms"][1:]:
-        per_seed = arm.get("removed_per_seed") or [arm["removed"]] * 2
-        diffs = np.array([accuracy(per_seed[r], r) for r in range(2)]) - full
+        per_seed = arm.get("removed_per_seed") or [arm["removed"]] * REPEATS
+        diffs = np.array([accuracy(per_seed[r], r) for r in range(REPEATS)]) - full
         row = rows[(arm["selection"], str(arm["k"]))]
         assert float(row["diff_vs_full"]) == pytest.approx(diffs.mean(), abs=1e-6)
-        assert float(row["diff_se"]) == pytest.approx(diffs.std(ddof=1) / np.sqrt(2), abs=1e-6)
-        assert (row["beats_full_2se"] == "True") == bool(diffs.mean() > 2 * diffs.std(ddof=1) / np.sqrt(2))
+        assert float(row["diff_se"]) == pytest.approx(diffs.std(ddof=1) / np.sqrt(REPEATS), abs=1e-6)
+        assert (row["beats_full_2se"] == "True") == bool(diffs.mean() > 2 * diffs.std(ddof=1) / np.sqrt(REPEATS))
     # The ranking: difference of means of each class on the selection half's mean p_true.
     consolidated = study / "consolidated"
     masks = np.load(consolidated / "masks.npy")
@@ -118,13 +123,95 @@ def test_paired_differences_and_ranking_match_a_direct_computation(study: Path) 
     every_target = np.load(consolidated / "outputs_p_true.npy").mean(axis=1)
     on_all = np.array([every_target[masks[:, k]].mean() - every_target[~masks[:, k]].mean() for k in range(len(names))])
     assert not np.allclose(influence, on_all)  # the halves' rankings differ here, so the check below can tell
-    again = run_counterfactual(study, [2], 2, serial=True, progress=False)
+    again = run_counterfactual(study, [2], REPEATS, serial=True, progress=False)
     assert again.executed == [] and again.ranking.on_selection_half
     assert again.ranking.values == pytest.approx(influence, abs=1e-6)
     order = np.argsort(-influence)
     arms = {a["selection"]: a for a in removed["arms"]}
     assert set(arms["top"]["removed"]) == {names[k] for k in order[:2]}
     assert set(arms["bottom"]["removed"]) == {names[k] for k in order[-2:]}
+
+
+def test_the_chosen_removal_is_confirmed_on_fresh_stored_seeds(study: Path, capsys) -> None:
+    """The candidate is the recommendable arm with the largest selection-seed gain; it and the full
+    source are retrained on 3 seeds of the confirmation stream (stored as ``…-c<r>`` runs), and the
+    confirmed gain, its t(2) interval and one-sided p — recomputed here from the run files — are
+    what recommendation.json, recommended_source.txt's header and the CLI say. A rerun retrains
+    nothing; a lost confirmation run is the only one retrained."""
+    from scipy import stats
+
+    from transfer_influence.analysis.counterfactual import (
+        CONFIRMATION_INDEX, RECOMMENDABLE, confirmation_seeds, retrain_seeds,
+    )
+
+    rec = json.loads((study / SWEEP_DIR / "recommendation.json").read_text())
+    pool = [r for r in _summary(study) if r["selection"] in RECOMMENDABLE and int(r["k"]) > 0]
+    best = max(pool, key=lambda r: float(r["diff_vs_full"]))
+    # This tiny study's selection seeds give a positive best gain (top-2), so a confirmation ran.
+    assert float(best["diff_vs_full"]) > 0 and rec["chosen"]["arm"] == f"{best['selection']}-{best['k']}"
+    assert rec["selection_seeds"]["gain"] == pytest.approx(float(best["diff_vs_full"]))
+    confirming = _runs(study, "*-c[0-9][0-9][0-9].npz")
+    seeds = confirmation_seeds(24, REPEATS)
+    assert not set(seeds) & set(retrain_seeds(24, REPEATS)) and rec["confirmation"]["seeds"] == seeds
+    assert sorted((r, seed) for _, r, _, seed in confirming) == sorted(
+        (CONFIRMATION_INDEX + i, seeds[i]) for i in range(REPEATS) for _ in range(2)
+    )
+    selection = split_targets(_target_labels(study), seed=24)
+    chosen_mask = np.array([name not in rec["chosen"]["removed"] for name in TINY_GLYPHS])
+
+    def accuracy(mask: np.ndarray) -> np.ndarray:
+        return np.array([
+            float(c[~selection].mean()) for i in range(REPEATS)
+            for m, r, c, _ in confirming if r == CONFIRMATION_INDEX + i and np.array_equal(m, mask)
+        ])
+
+    full, arm = accuracy(np.ones(len(TINY_GLYPHS), dtype=bool)), accuracy(chosen_mask)
+    d = arm - full
+    se = d.std(ddof=1) / np.sqrt(REPEATS)
+    c = rec["confirmation"]
+    assert c["full_accuracy_per_seed"] == pytest.approx(full) and c["arm_accuracy_per_seed"] == pytest.approx(arm)
+    assert (c["gain"], c["se"], c["dof"]) == (pytest.approx(d.mean()), pytest.approx(se), REPEATS - 1)
+    assert c["p_one_sided"] == pytest.approx(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+    assert c["ci"] == pytest.approx([d.mean() - stats.t.ppf(0.975, 2) * se, d.mean() + stats.t.ppf(0.975, 2) * se])
+    assert rec["confirmed"] == (c["p_one_sided"] < 0.05) and rec["recommended"] == (rec["chosen"]["arm"] if rec["confirmed"] else "full")
+    stated = f"{100 * d.mean():+.2f} ± {100 * se:.2f} points on {REPEATS} fresh seeds"
+    header = (study / SWEEP_DIR / "recommended_source.txt").read_text().splitlines()[0]
+    assert header.startswith("# ") and stated in header and f"{100 * c['ci'][0]:+.2f}, {100 * c['ci'][1]:+.2f}]" in header
+    files = {p: p.stat().st_mtime_ns for p in (study / SWEEP_DIR / "runs").glob("*-c*.npz")}
+    capsys.readouterr()
+    assert main(["counterfactual", str(study), *ARGS]) == 0
+    out = capsys.readouterr().out
+    assert "0 retrains run now" in out and f"confirmation ({rec['chosen']['arm']} and the full source" in out and stated in out
+    assert {p: p.stat().st_mtime_ns for p in (study / SWEEP_DIR / "runs").glob("*-c*.npz")} == files
+    victim = sorted(files)[0]
+    victim.unlink()
+    again = run_counterfactual(study, [2], REPEATS, serial=True, progress=False)
+    assert [s.run_id for s in again.executed] == [victim.stem]
+    assert again.recommendation is not None and again.recommendation.confirmation is not None
+    assert again.recommendation.confirmation.mean == pytest.approx(d.mean())
+
+
+def test_no_positive_selection_gain_recommends_the_full_source_without_retraining(monkeypatch, tmp_path: Path) -> None:
+    """When no recommendable arm gains on the selection seeds there is nothing to confirm: no retrain,
+    the full source recommended, the best (non-positive) arm named; ``random`` (a control) and an
+    arm removing nothing are never candidates, however they did."""
+    from transfer_influence.analysis import counterfactual as cf
+
+    full = cf.ArmResult(cf.Arm("full", 0, ((),) * 3), np.array([0.80, 0.81, 0.82]), None)
+
+    def arm(selection: str, k: int, gain: float) -> cf.ArmResult:
+        accuracy = full.accuracy + gain + np.array([0.0, 0.001, -0.001])
+        return cf.ArmResult(cf.Arm(selection, k, ((0, 1)[:k],) * 3), accuracy, accuracy - full.accuracy)
+
+    arms = [full, arm("top", 2, -0.03), arm("bottom", 2, -0.01), arm("random", 2, 0.05), arm("significant", 0, 0.0)]
+    monkeypatch.setattr(cf, "run_sweep", lambda *a, **kw: pytest.fail("nothing should be retrained"))
+    rec, executed = cf.confirm_candidate(None, arms, [1, 2, 3], np.ones(3, dtype=bool), None)  # type: ignore[arg-type]
+    assert executed == [] and rec.candidate is None and not rec.confirmed and rec.confirmation is None
+    assert (rec.best_arm, rec.arms_compared) == ("bottom-2", 2) and rec.selection_gain == pytest.approx(-0.01)
+    result = cf.CounterfactualResult(tmp_path, ("a", "b", "c"), None, arms, [1, 2, 3], np.ones(3, dtype=bool), recommendation=rec)  # type: ignore[arg-type]
+    assert result.recommended is None and result.candidate is None
+    header, *kept = cf.recommended_source_text(result).splitlines()
+    assert kept == ["a", "b", "c"] and header.startswith("# full source: no removal gained on the selection seeds")
 
 
 def test_selection_and_scoring_halves_are_disjoint_and_stratified() -> None:
@@ -141,9 +228,9 @@ def test_selection_and_scoring_halves_are_disjoint_and_stratified() -> None:
 
 def test_resuming_retrains_only_the_missing_run(study: Path) -> None:
     before = _summary(study)
-    victim = sorted((study / SWEEP_DIR / "runs").glob("*.npz"))[0]
+    victim = sorted((study / SWEEP_DIR / "runs").glob("*-r000.npz"))[0]
     victim.unlink()
-    result = run_counterfactual(study, [2], 2, serial=True, progress=False)
+    result = run_counterfactual(study, [2], REPEATS, serial=True, progress=False)
     assert [s.run_id for s in result.executed] == [victim.stem]
     assert [a.row()["mean"] for a in result.arms] == pytest.approx([float(r["mean"]) for r in before])
 
@@ -153,12 +240,25 @@ def test_bad_input_is_refused_before_training(study: Path, tmp_path: Path, capsy
     assert "between 1 and 7 (the study has 8 classes" in capsys.readouterr().err
     empty = _empty_study(tmp_path / "empty", TINY_GLYPHS)
     with pytest.raises(InputError, match="0 finished subset models"):
-        run_counterfactual(empty, [2], 2, serial=True, progress=False)
+        run_counterfactual(empty, [2], REPEATS, serial=True, progress=False)
     other = _empty_study(tmp_path / "other", [*TINY_GLYPHS[:-1], "2"])
     with pytest.raises(InputError, match="same source class names"):
-        run_counterfactual(study, [2], 2, ranking_from=other, serial=True, progress=False)
-    with pytest.raises(InputError, match="at least 2 seeds"):
-        run_counterfactual(study, [2], 1, serial=True, progress=False)
+        run_counterfactual(study, [2], REPEATS, ranking_from=other, serial=True, progress=False)
+    assert not (empty / SWEEP_DIR).exists()
+
+
+def test_fewer_seeds_than_the_confirmation_needs_are_refused_before_training(study: Path, tmp_path: Path, capsys) -> None:
+    """Two seeds leave the confirmation's t test one degree of freedom (critical value 6.3 SE): refused
+    by the CLI (exit 2, naming the minimum) before a ranking is built or a retrain trained, for a new
+    k whose arms are not stored."""
+    stored = sorted(p.name for p in (study / SWEEP_DIR / "runs").glob("*.npz"))
+    assert main(["counterfactual", str(study), "--k", "3", "--repeats", "2", "--serial", "--quiet"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--repeats 2" in err and "at least 3 seeds" in err and "--repeats 3 or more" in err
+    assert sorted(p.name for p in (study / SWEEP_DIR / "runs").glob("*.npz")) == stored
+    empty = _empty_study(tmp_path / "empty", TINY_GLYPHS)  # refused before the study is even read
+    with pytest.raises(InputError, match="at least 3 seeds"):
+        run_counterfactual(empty, [2], 2, serial=True, progress=False)
     assert not (empty / SWEEP_DIR).exists()
 
 
@@ -207,7 +307,7 @@ def test_whatif_arm_removes_the_k_the_prediction_picks(tmp_path: Path) -> None:
 
     path = tmp_path / "study"
     run_study(parse_config(tiny_config_dict(num_models=12, **{"baselines.repeats": 2})), path, progress=False)
-    result = run_counterfactual(path, [2], 2, serial=True, progress=False)
+    result = run_counterfactual(path, [2], REPEATS, serial=True, progress=False)
     write_counterfactual(result)
     curve = result.ranking.whatif
     assert curve is not None
@@ -261,7 +361,8 @@ def test_compare_rankings_pairs_arms_seed_by_seed(study: Path, tmp_path: Path, c
     assert main(["counterfactual", str(study), *ARGS, "--ranking-from", str(other)]) == 0
     capsys.readouterr()
     assert main(["compare-rankings", str(study)]) == 0
-    assert "table:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "table:" in out and "best removal across rankings (chosen by selection-seed gain, not by confirmed gain)" in out
     rows = list(csv.DictReader(open(study / SWEEP_DIR / "rankings_compared.csv")))
     names = list(TINY_GLYPHS)
     selection = split_targets(_target_labels(study), seed=24)
@@ -273,7 +374,7 @@ def test_compare_rankings_pairs_arms_seed_by_seed(study: Path, tmp_path: Path, c
         return float(correct[~selection].mean())
 
     def accuracy(removed_names: list[str]) -> np.ndarray:
-        return np.array([one(removed_names, repeat) for repeat in range(2)])
+        return np.array([one(removed_names, repeat) for repeat in range(REPEATS)])
 
     arms = {}
     for label in {r["ranking"] for r in rows}:
@@ -281,13 +382,13 @@ def test_compare_rankings_pairs_arms_seed_by_seed(study: Path, tmp_path: Path, c
         removed = json.loads((folder / "removed.json").read_text())
         arms[label] = {(a["selection"], a["k"]): a for a in removed["arms"]}
     full = accuracy([])
-    random2 = np.array([one(arms["own"][("random", 2)]["removed_per_seed"][r], r) for r in range(2)])
+    random2 = np.array([one(arms["own"][("random", 2)]["removed_per_seed"][r], r) for r in range(REPEATS)])
     for row in rows:
         arm = arms[row["ranking"]][(row["selection"], int(row["k"]))]
         ours = accuracy(arm["removed"])
         d = ours - full
         assert float(row["diff_vs_full"]) == pytest.approx(d.mean(), abs=1e-6)
-        assert float(row["diff_vs_full_se"]) == pytest.approx(d.std(ddof=1) / np.sqrt(2), abs=1e-6)
+        assert float(row["diff_vs_full_se"]) == pytest.approx(d.std(ddof=1) / np.sqrt(REPEATS), abs=1e-6)
         if row["selection"] == "top":
             assert float(row["random_minus_top"]) == pytest.approx((random2 - ours).mean(), abs=1e-6)
         if row["selection"] == "bottom" and row["ranking"] != "own":
@@ -295,6 +396,45 @@ def test_compare_rankings_pairs_arms_seed_by_seed(study: Path, tmp_path: Path, c
             assert float(row["bottom_minus_first_ranking_bottom"]) == pytest.approx((ours - first).mean(), abs=1e-6)
     labels = [s.label for s in read_ranking_sweeps(study)]
     assert labels[0] == "own" and "from-second" in labels and {r["ranking"] for r in rows} == set(labels)
+    # Each ranking's chosen arm carries its confirmed gain, as its recommendation.json says.
+    for label in labels:
+        folder = study / SWEEP_DIR / ("" if label == "own" else label)
+        rec = json.loads((folder / "recommendation.json").read_text())
+        chosen = [r for r in rows if r["ranking"] == label and r["chosen"] == "True"]
+        if rec["chosen"] is None:
+            assert chosen == []
+            continue
+        [row] = chosen
+        assert f"{row['selection']}-{row['k']}" == rec["chosen"]["arm"]
+        assert float(row["confirmed_gain"]) == pytest.approx(rec["confirmation"]["gain"])
+        assert float(row["confirmed_p_one_sided"]) == pytest.approx(rec["confirmation"]["p_one_sided"])
+        assert row["confirmed"] == str(rec["confirmed"])
+
+
+def test_the_best_removal_across_rankings_is_chosen_on_selection_seeds() -> None:
+    """A ranking's best removal is its sweep's confirmed candidate, not the arm with the largest table
+    gain; across rankings the choice is by selection-seed gain, so a ranking whose candidate was
+    confirmed does not win for it (that would bring the winner's curse back)."""
+    from transfer_influence.analysis.ranking_comparison import RankingSweep, best_across, best_removal_lines
+    from transfer_influence.analysis.recommendation import confirmed_recommendation
+
+    full = np.array([0.80, 0.82, 0.81])
+
+    def sweep(label: str, selection_gain: float, confirmed_gain: float, table: float) -> RankingSweep:
+        rec = confirmed_recommendation(
+            "bottom-2", "bottom", 2, (0, 1), selection_gain + np.array([0.0, 0.002, -0.002]), 4, [7, 8, 9],
+            full, full + confirmed_gain + np.array([0.0, 0.001, -0.001]),
+        )
+        accuracy = {("full", 0): full, ("bottom", 2): full + selection_gain, ("whatif", 5): full + table}
+        return RankingSweep(label, label, 10, "ridge", "p_true", (1, 2, 3), accuracy, rec)
+
+    lucky = sweep("own", 0.03, 0.0, 0.05)  # its whatif arm has the largest table gain, and its choice fails
+    steady = sweep("from-b", 0.02, 0.02, 0.0)  # confirmed, but chosen less strongly on the selection seeds
+    assert lucky.best_removal() is lucky.recommendation and not lucky.recommendation.confirmed  # type: ignore[union-attr]
+    assert steady.recommendation is not None and steady.recommendation.confirmed
+    best = best_across([lucky, steady])
+    assert best is not None and best[0] is lucky
+    assert "own's bottom-2" in best_removal_lines([lucky, steady])[-1] and "not confirmed: keep the full source" in best_removal_lines([lucky, steady])[-1]
 
 
 def test_compare_rankings_needs_a_sweep(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from transfer_influence.study.config import parse_config
 
 from .conftest import TINY_GLYPHS, tiny_config_dict
 
-REPEATS = ["--repeats", "2", "--serial", "--quiet"]
+REPEATS = ["--repeats", "3", "--serial", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -85,16 +85,16 @@ def test_accuracy_and_paired_difference_match_the_run_files(study: dict[str, obj
         [correct] = [c for m, r, c, _ in runs if r == repeat and np.array_equal(m, mask)]
         return float(correct[scoring].mean())
 
-    full = np.array([accuracy(np.ones(len(TINY_GLYPHS), dtype=bool), r) for r in range(2)])
-    picked = np.array([accuracy(kept_mask, r) for r in range(2)])
+    full = np.array([accuracy(np.ones(len(TINY_GLYPHS), dtype=bool), r) for r in range(3)])
+    picked = np.array([accuracy(kept_mask, r) for r in range(3)])
     diffs = picked - full
     [row] = [r for r in _summary(path) if r["selection"] == "hand_picked"]
-    assert (row["k"], row["n"]) == ("4", "2")
+    assert (row["k"], row["n"]) == ("4", "3")
     assert float(row["mean"]) == pytest.approx(picked.mean(), abs=1e-6)
     assert float(row["std"]) == pytest.approx(picked.std(ddof=1), abs=1e-6)
     assert float(row["diff_vs_full"]) == pytest.approx(diffs.mean(), abs=1e-6)
-    assert float(row["diff_se"]) == pytest.approx(diffs.std(ddof=1) / np.sqrt(2), abs=1e-6)
-    assert (row["beats_full_2se"] == "True") == bool(diffs.mean() > 2 * diffs.std(ddof=1) / np.sqrt(2))
+    assert float(row["diff_se"]) == pytest.approx(diffs.std(ddof=1) / np.sqrt(3), abs=1e-6)
+    assert (row["beats_full_2se"] == "True") == bool(diffs.mean() > 2 * diffs.std(ddof=1) / np.sqrt(3))
     assert _details(path)["hand_picked"]["mean"] == pytest.approx(picked.mean(), abs=1e-6)
 
 
@@ -102,11 +102,11 @@ def test_seeds_and_full_source_runs_are_the_counterfactuals(study: dict[str, obj
     path = study["path"]
     runs = _runs(path)
     new = set(runs) - study["runs_before"]
-    assert len(new) == 2  # only the hand-picked retrains: the full source's two were the counterfactual's
+    assert len(new) == 3  # only the hand-picked retrains: the full source's three were the counterfactual's
     assert all(runs[name][0].sum() == 4 for name in new)
     removed = json.loads((path / SWEEP_DIR / "removed.json").read_text())
     assert _details(path)["seeds"] == removed["seeds"]
-    for repeat in range(2):
+    for repeat in range(3):
         assert len({seed for _, r, _, seed in runs.values() if r == repeat}) == 1
 
 

@@ -154,8 +154,11 @@ def test_heldout_choice_recovers_the_support_better_than_a_tiny_lambda() -> None
     # the chosen λ is the held-out optimum of the path, and the coefficients are the fit there
     np.testing.assert_array_equal(result.chosen_index, np.nanargmin(result.heldout_mse, axis=0))
     refit = lasso_path(x, y, result.lambdas, tol=lasso_module.DATAMODEL_TOL)
-    np.testing.assert_allclose(result.values, refit[result.chosen_index, :, np.arange(6)].T, atol=1e-5)
-    assert (result.heldout_r2 > 0.2).all() and (result.heldout_spearman > 0.4).all()
+    # equal up to the solver's tolerance (duality gap 1e-4·yᵀy/m): targets that stop early are batched
+    # with different companions, so the two solves stop at slightly different iterates
+    np.testing.assert_allclose(result.values, refit[result.chosen_index, :, np.arange(6)].T, atol=1e-4)
+    # scored on the 50 held-out models that did not choose λ (R² 0.12–0.46 here; no longer flattered)
+    assert (result.heldout_r2 > 0.1).all() and (result.heldout_spearman > 0.35).all()
     # signs of the true effects are recovered where found
     found = (result.values != 0) & (truth != 0)
     assert (np.sign(result.values[found]) == np.sign(truth[found])).all()
@@ -221,7 +224,8 @@ def _overfitting_datamodel(seed: int, m: int = 160, units: int = 90, n: int = 5)
 
 def test_early_stopping_keeps_the_full_paths_choice_and_leaves_the_rest_unfitted() -> None:
     masks, outputs = _overfitting_datamodel(seed=8)
-    settings = dict(n_lambdas=25, holdout=0.25, seed=2, min_ratio=1e-2, tol=1e-10, max_sweeps=20_000)
+    # 0.4 held out: 32 models choose λ (the other half scores), enough for a smooth error path
+    settings = dict(n_lambdas=25, holdout=0.4, seed=2, min_ratio=1e-2, tol=1e-10, max_sweeps=20_000)
     full = lasso_datamodel(masks, outputs, patience=None, **settings)
     early = lasso_datamodel(masks, outputs, patience=3, **settings)
     assert not np.isnan(full.heldout_mse).any()
@@ -300,7 +304,8 @@ def test_defaults_converge_on_a_collinear_underdetermined_design() -> None:
     masks, outputs = _fixed_size_masks(seed=1, m=100, units=200, n=4)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        result = lasso_datamodel(masks, outputs)
+        # 20 held out: 10 choose λ, 10 score (the default 10 would leave 5 to choose λ on 100 models)
+        result = lasso_datamodel(masks, outputs, holdout=0.2)
     assert np.isnan(result.heldout_mse[-1]).all()  # no target needed the most expensive λ
     assert (result.values != 0).any(axis=0).all()
 
@@ -315,3 +320,60 @@ def test_default_tolerance_is_loose_enough_for_choosing_lambda() -> None:
     with pytest.warns(RuntimeWarning, match="max_sweeps"):
         tight = lasso_datamodel(masks, outputs, patience=None, max_sweeps=300, tol=1e-6)
     np.testing.assert_array_equal(loose.chosen_index, tight.chosen_index)
+
+
+def test_heldout_scores_come_from_models_that_did_not_choose_lambda() -> None:
+    masks, outputs, _ = _sparse_datamodel(seed=5)
+    result = lasso_datamodel(masks, outputs, n_lambdas=12, holdout=0.3, seed=2)
+    selection, scoring = result.selection_models, result.scoring_models
+    assert not (selection & scoring).any() and ((selection | scoring) == result.heldout_models).all()
+    assert selection.sum() >= 2 and result.num_scoring == scoring.sum() >= 2
+    train = ~result.heldout_models
+    x_mean, y_mean = masks[train].mean(axis=0), outputs[train].astype(np.float64).mean(axis=0)
+    # λ is the argmin of the error on the selection models, along a path refitted on the training models
+    x = masks[train] - x_mean
+    path = lasso_path(x, outputs[train] - y_mean, result.lambdas, tol=lasso_module.DATAMODEL_TOL)
+    xs, ys = masks[selection] - x_mean, outputs[selection] - y_mean
+    mse = np.stack([((ys - xs @ path[i]) ** 2).mean(axis=0) for i in range(path.shape[0])])
+    np.testing.assert_allclose(result.heldout_mse[np.isfinite(result.heldout_mse)], mse[np.isfinite(result.heldout_mse)], rtol=1e-4)
+    # and the scores are on the scoring models alone
+    xc, yc = masks[scoring] - x_mean, outputs[scoring] - y_mean
+    pred = xc @ result.values.astype(np.float64)
+    r2 = 1 - ((yc - pred) ** 2).mean(axis=0) / (yc**2).mean(axis=0)
+    np.testing.assert_allclose(result.heldout_r2, r2, rtol=1e-4, atol=1e-5)
+    blocks = np.repeat(np.arange(200), 2)
+    paired = lasso_datamodel(masks, outputs, n_lambdas=5, holdout=0.3, blocks=blocks, seed=1)
+    for part in (paired.selection_models, paired.scoring_models):
+        assert (part.reshape(200, 2)[:, 0] == part.reshape(200, 2)[:, 1]).all()  # blocks stay whole
+
+
+def test_heldout_r2_is_unbiased_for_fresh_models_where_the_selection_half_flatters() -> None:
+    """Ground truth: the chosen fit's R² on 4,000 fresh models from the same sparse datamodel. The
+    error on the models that chose λ is a minimum over the path, so it overstates; the scoring
+    models' R² is an unbiased estimate of the fresh one."""
+    rng = np.random.default_rng(0)
+    units, n = 60, 40
+    truth = np.zeros((units, n))
+    for j in range(n):
+        truth[rng.choice(units, size=3, replace=False), j] = rng.uniform(0.2, 0.4, size=3)
+    fresh = rng.random((4000, units)) < 0.5
+    fresh_y = fresh @ truth + rng.normal(scale=0.5, size=(4000, n))
+    scored, flattering = [], []
+    for seed in range(6):
+        draw = np.random.default_rng(100 + seed)
+        masks = draw.random((240, units)) < 0.5
+        outputs = masks @ truth + draw.normal(scale=0.5, size=(240, n))
+        result = lasso_datamodel(masks, outputs, n_lambdas=15, holdout=0.5, seed=seed, patience=None)
+        train = ~result.heldout_models
+        x_mean, y_mean = masks[train].mean(axis=0), outputs[train].mean(axis=0)
+        coef = result.values.astype(np.float64)
+        pred = (fresh - x_mean) @ coef
+        fresh_r2 = 1 - ((fresh_y - y_mean - pred) ** 2).mean(axis=0) / ((fresh_y - y_mean) ** 2).mean(axis=0)
+        ys = outputs[result.selection_models] - y_mean
+        selection_r2 = 1 - result.heldout_mse[result.chosen_index, np.arange(n)] / (ys**2).mean(axis=0)
+        scored.append(result.heldout_r2 - fresh_r2)
+        flattering.append(selection_r2 - fresh_r2)
+    bias_scored, bias_selection = float(np.mean(scored)), float(np.mean(flattering))
+    se = float(np.std(scored) / np.sqrt(np.size(scored)))
+    assert abs(bias_scored) < 3 * se + 0.005, (bias_scored, se)
+    assert bias_selection > bias_scored + 0.01, (bias_selection, bias_scored)

@@ -159,19 +159,19 @@ def test_unknown_target_is_one_clear_error_naming_the_studys_targets(
     with pytest.raises(InputError, match="no target named 'fashion'.*main, letters"):
         open_study(studies["two"], target="fashion")
     for command in (["influence"], ["report"], ["counterfactual", "--serial", "--quiet"], ["whatif", "--remove", "A"]):
-        assert main([command[0], str(studies["two"]), *command[1:], "--target", "fashion"]) == 2
+        assert main([command[0], str(studies["two"]), *command[1:], "--target-set", "fashion"]) == 2
         assert "no target named 'fashion'; its targets are main, letters" in capsys.readouterr().err
     for command in ("explain", "diagnose"):
         assert main([command, str(studies["two"]), "--target-set", "fashion"]) == 2
         assert "its targets are main, letters" in capsys.readouterr().err
-    assert main(["influence", str(studies["digits"]), "--target", "letters"]) == 2
+    assert main(["influence", str(studies["digits"]), "--target-set", "letters"]) == 2
     assert "its targets are main" in capsys.readouterr().err
 
 
 def test_influence_command_writes_each_targets_tables_apart(studies: dict[str, Path], tmp_path: Path) -> None:
     study = tmp_path / "two"
     shutil.copytree(studies["two"], study)
-    assert main(["influence", str(study), "--target", "letters", "--estimator", "dim", "--kind", "p_true"]) == 0
+    assert main(["influence", str(study), "--target-set", "letters", "--estimator", "dim", "--kind", "p_true"]) == 0
     assert main(["influence", str(study), "--estimator", "dim", "--kind", "p_true"]) == 0
     letters_csv = (study / "influence" / "letters" / "overall_p_true_dim.csv").read_text()
     primary_csv = (study / "influence" / "overall_p_true_dim.csv").read_text()
@@ -183,8 +183,8 @@ def test_influence_command_writes_each_targets_tables_apart(studies: dict[str, P
 def test_counterfactual_on_another_target_shares_the_retrains(studies: dict[str, Path], tmp_path: Path) -> None:
     study = tmp_path / "two"
     shutil.copytree(studies["two"], study)
-    options = ["--k", "2", "--repeats", "2", "--serial", "--quiet", "--estimator", "dim"]
-    assert main(["counterfactual", str(study), "--target", "letters", *options]) == 0
+    options = ["--k", "2", "--repeats", "3", "--serial", "--quiet", "--estimator", "dim"]
+    assert main(["counterfactual", str(study), "--target-set", "letters", *options]) == 0
     folder = study / "counterfactual" / "target-letters"
     assert (folder / "summary.csv").is_file() and (folder / "counterfactual.png").is_file()
     assert not (study / "counterfactual" / "summary.csv").exists()
@@ -209,7 +209,7 @@ def test_counterfactual_on_another_target_shares_the_retrains(studies: dict[str,
 def test_report_of_another_target_goes_to_its_own_folder(studies: dict[str, Path], tmp_path: Path) -> None:
     study = tmp_path / "two"
     shutil.copytree(studies["two"], study)
-    assert main(["report", str(study), "--target", "letters", "--estimator", "dim"]) == 0
+    assert main(["report", str(study), "--target-set", "letters", "--estimator", "dim"]) == 0
     page = (study / "report" / "letters" / "report.html").read_text()
     assert "target <code>letters</code>" in page
     assert not (study / "report" / "report.html").exists()
@@ -226,10 +226,10 @@ def test_explain_and_verify_take_the_target_set_of_the_image(studies: dict[str, 
     shutil.copytree(studies["two"], study)
     letters = open_study(study, target="letters")
     image = str(letters.target_ids[0])
-    assert main(["explain", str(study), "--target-set", "letters", "--target", image, "--estimator", "dim"]) == 0
+    assert main(["explain", str(study), "--target-set", "letters", "--image", image, "--estimator", "dim"]) == 0
     assert list((study / "explain" / "letters").glob("targets_*_p_true_dim.csv"))
     assert not (study / "explain" / "targets_p_true_dim.csv").exists()
-    assert main(["verify", str(study), "--target-set", "letters", "--target", image, "--remove", "A",
-                 "--repeats", "2", "--serial", "--quiet", "--estimator", "dim"]) == 0
+    assert main(["verify", str(study), "--target-set", "letters", "--image", image, "--remove", "A",
+                 "--repeats", "3", "--serial", "--quiet", "--estimator", "dim"]) == 0
     details = json.loads(next((study / "verify" / "target-letters").glob("*.json")).read_text())
     assert details["target_id"] == image and details["true_label"] in letters.target_class_names

@@ -210,7 +210,7 @@ def test_leaks_planted_in_a_tiny_study_are_found(planted_study: Path, capsys: py
     rows = list(csv.DictReader((planted_study / "leaks" / "planted_curve.csv").open()))
     assert [(r["models"], r["estimator"]) for r in rows] == [("50", "dim"), ("50", "ridge"), ("200", "dim"), ("200", "ridge")]
     for row in rows[2:]:  # all 200 models: at least 5 of the 6 leaks in their image's top 10
-        assert float(row["leak_recall_top10"]) >= 5 / 6
+        assert float(row["leak_recall_top10"]) >= 5 / 6 - 1e-6  # the CSV rounds to 6 digits
     assert (planted_study / "leaks" / "planted_curve.png").stat().st_size > 0
 
 
@@ -232,7 +232,7 @@ def test_curve_options_are_checked_before_fitting(
 def test_removing_source_examples_is_a_counterfactual_of_an_example_study(
     planted_study: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["counterfactual", str(planted_study), "--k", "4", "--repeats", "2", "--serial", "--quiet", "--estimator", "dim"]
+    args = ["counterfactual", str(planted_study), "--k", "4", "--repeats", "3", "--serial", "--quiet", "--estimator", "dim"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "what-if rule: not available (what-if predictions are made for class removals only)" in out
@@ -243,7 +243,7 @@ def test_removing_source_examples_is_a_counterfactual_of_an_example_study(
     summary = list(csv.DictReader((planted_study / "counterfactual" / "summary.csv").open()))
     selections = [r["selection"] for r in summary if r["selection"] != "significant"]
     assert selections == ["full", "top", "bottom", "random", "worst_pair", "planted"]
-    assert all(int(r["n"]) == 2 for r in summary)
+    assert all(int(r["n"]) == 3 for r in summary)
     worst = next(a for a in removed["arms"] if a["selection"] == "worst_pair")
     assert len(worst["removed"]) == 4 and set(worst["removed"]) <= source_ids
     # the ground-truth reference: exactly the planted mislabels removed, never recommended
@@ -266,7 +266,7 @@ def test_demo_of_an_example_study_scores_its_planted_faults(tmp_path: Path, caps
 
 def test_diagnose_measures_the_reliability_of_example_influences(planted_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diagnose", str(planted_study), "--kinds", "p_true", "--estimators", "dim"]) == 0
-    diagnostics = json.loads((planted_study / "report" / "diagnostics.json").read_text())
+    diagnostics = json.loads((planted_study / "diagnose" / "diagnostics.json").read_text())
     assert "p_true" in json.dumps(diagnostics)
     out = capsys.readouterr().out
     assert all(level in out for level in ("overall", "target_class", "example"))
@@ -295,7 +295,7 @@ def test_the_planted_reference_is_never_recommended() -> None:
 
     result = CounterfactualResult(Path("."), ("a", "b", "c"), None, [full, arm("planted", 0.05), arm("bottom", 0.02)],  # type: ignore[arg-type]
                                   [1, 2, 3], np.ones(3, dtype=bool), unit_kind="example")
-    assert result.recommended is not None and result.recommended.arm.selection == "bottom"
+    assert result.candidate is not None and result.candidate.arm.selection == "bottom"
 
 
 def test_demo_of_an_example_study_without_plants_pairs_leaks_without_scoring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -316,14 +316,14 @@ def test_a_ranking_from_a_study_of_the_other_unit_is_refused(planted_study: Path
     class_study = tmp_path / "class-study"
     run_study(parse_config(tiny_config_dict()), class_study, progress=False, stream=io.StringIO())
     with pytest.raises(InputError, match="is a class-level study .* same design.unit"):
-        run_counterfactual(planted_study, [2], 2, ranking_from=class_study, serial=True, progress=False)
+        run_counterfactual(planted_study, [2], 3, ranking_from=class_study, serial=True, progress=False)
     with pytest.raises(InputError, match="is an example-level study .* same design.unit"):
-        run_counterfactual(class_study, [2], 2, ranking_from=planted_study, serial=True, progress=False)
+        run_counterfactual(class_study, [2], 3, ranking_from=planted_study, serial=True, progress=False)
     assert not (class_study / "counterfactual").exists()
 
 
 def test_report_of_an_example_study_shows_pairs_planted_scores_and_removals(planted_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    removal = ["counterfactual", str(planted_study), "--k", "4", "--repeats", "2", "--serial", "--quiet", "--estimator", "dim"]
+    removal = ["counterfactual", str(planted_study), "--k", "4", "--repeats", "3", "--serial", "--quiet", "--estimator", "dim"]
     assert main(removal) == 0  # the removal test's sweep: stored retrains are reused
     assert main(["report", str(planted_study), "--estimator", "dim"]) == 0
     page = (planted_study / "report" / "index.html").read_text()
@@ -331,4 +331,4 @@ def test_report_of_an_example_study_shows_pairs_planted_scores_and_removals(plan
     assert "Removing source examples" in page and "worst_pair" in page and "Not run yet" not in page
     pairs = list(csv.DictReader((planted_study / "report" / "leak_pairs.csv").open()))
     assert {r["sign"] for r in pairs} == {"positive", "negative"}
-    assert main(["report", str(planted_study), "--target", "other"]) == EXIT_USAGE
+    assert main(["report", str(planted_study), "--target-set", "other"]) == EXIT_USAGE

@@ -129,7 +129,7 @@ def test_commands_write_figures_and_tables(study: Path, results: StudyResults, d
     assert (tmp_path / "target_7_p_true_dim.png").exists()
 
     target = str(results.target_ids[0])
-    assert main(["explain", str(study), "--target", target, "--top", "2"]) == 0
+    assert main(["explain", str(study), "--image", target, "--top", "2"]) == 0
     rows = _read_csv(study / "explain" / f"targets_{target.replace('/', '_')}_p_true_dim.csv")
     assert {r["target_id"] for r in rows} <= {target} and len(rows) <= 2
     assert main(["explain", str(study), "--count", "2"]) == 0
@@ -144,7 +144,7 @@ def test_commands_write_figures_and_tables(study: Path, results: StudyResults, d
         (["project", "{study}", "--source-class", "Q"], "unknown source class 'Q'"),
         (["project", "{study}", "--target-class", "eleven"], "unknown target class 'eleven'"),
         (["project", "{study}", "--source-class", "A", "--top", "0"], "--top must be at least 1"),
-        (["explain", "{study}", "--target", "digits/99999"], "unknown target id 'digits/99999'"),
+        (["explain", "{study}", "--image", "digits/99999"], "unknown target id 'digits/99999'"),
         (["explain", "{study}", "--top", "0"], "--top must be at least 1"),
         (["explain", "{study}", "--count", "0"], "--count must be at least 1"),
         (["explain", "{study}", "--kind", "logits"], "unknown output kind 'logits'"),

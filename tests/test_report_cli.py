@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,10 @@ def test_demo_command_with_a_small_config(tmp_path: Path, capsys) -> None:
     assert cli_main(["demo", "--config", str(cfg), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "random-init backbone" in printed and "report:" in printed and "time: data" in printed
+    findings = json.loads((tmp_path / "demo" / "report" / "findings.json").read_text())
+    top = findings["helpful"][0]["name"]
+    assert "findings:" in printed and f"Most helpful source classes: '{top}'" in printed
+    assert "Does pretraining matter: subset models minus random init" in printed
 
 
 def test_lookalike_check_counts_matching_glyphs() -> None:

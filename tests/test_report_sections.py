@@ -27,13 +27,13 @@ from transfer_influence.study.results import open_study
 
 from .conftest import tiny_config_dict
 
-SWEEP_ARGS = ["--k", "1,2", "--repeats", "2", "--serial", "--quiet"]
+SWEEP_ARGS = ["--k", "1,2", "--repeats", "3", "--serial", "--quiet"]  # 3: the fewest seeds a sweep takes
 NO_SWEEP_LINE = "transfer-influence counterfactual STUDY_DIR"
 
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished tiny study with two all-source baselines and a counterfactual sweep (k = 1, 2; 2 seeds)."""
+    """A finished tiny study with two all-source baselines and a counterfactual sweep (k = 1, 2; 3 seeds)."""
     path = tmp_path_factory.mktemp("sections") / "study"
     run_study(parse_config(tiny_config_dict(num_models=10, **{"baselines.repeats": 2})), path, progress=False)
     assert main(["counterfactual", str(path), *SWEEP_ARGS]) == 0
@@ -49,13 +49,17 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _retrain_accuracy(study: Path) -> dict[tuple[int, ...], list[float]]:
-    """Scoring-half accuracy of every retrain file, keyed by the classes its mask leaves out."""
+    """Scoring-half accuracy of every retrain file on the sweep's selection seeds (not the fresh
+    seeds that confirm its recommendation), keyed by the classes its mask leaves out."""
     with np.load(study / "data.npz") as archive:
         labels = archive["target_test__labels"]
     scoring = ~split_targets(labels, open_study(study).config.seed)
+    seeds = set(json.loads((study / SWEEP_DIR / "removed.json").read_text())["seeds"])
     found: dict[tuple[int, ...], list[float]] = {}
     for path in sorted((study / SWEEP_DIR / "runs").glob("*.npz")):
         with np.load(path) as archive:
+            if json.loads(str(archive["record"]))["seed"] not in seeds:
+                continue
             removed = tuple(int(c) for c in np.flatnonzero(~archive["mask"].astype(bool)))
             found.setdefault(removed, []).append(float(archive["output__correct"][scoring].mean()))
     return found
@@ -70,9 +74,10 @@ def test_whatif_comparison_equals_a_direct_computation(swept: Path) -> None:
     named = [a for a in arms if a["selection"] not in ("full", "random") and a["removed"]]
     assert [(p.selection, p.k) for p in comparison.points] == [(a["selection"], a["k"]) for a in named]
     measured, predicted = [], []
+    scoring = np.flatnonzero(~split_targets(results.target_labels, results.config.seed))  # both sides on these images
     for arm, point in zip(named, comparison.points):
         removed = tuple(sorted(results.class_names.index(c) for c in arm["removed"]))
-        prediction = what_if_removed(results, arm["removed"])
+        prediction = what_if_removed(results, arm["removed"], columns=scoring)
         measured.append(np.mean(accuracy[removed]) - full)
         predicted.append(prediction.predicted[0] - prediction.full_accuracy[0])
         assert point.measured == pytest.approx(measured[-1], abs=1e-6)

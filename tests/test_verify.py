@@ -268,7 +268,7 @@ def test_a_killed_retrain_is_the_only_one_run_again(study: Path, tmp_path: Path)
 # ---- the command line and the report ------------------------------------------------------------
 def test_cli_prints_the_table_and_writes_the_figure(study: Path, capsys) -> None:
     _, ids = _labels_and_ids(study)
-    assert main(["verify", str(study), "--target", str(ids[1]), "--repeats", str(REPEATS), "--serial", "--quiet"]) == 0
+    assert main(["verify", str(study), "--image", str(ids[1]), "--repeats", str(REPEATS), "--serial", "--quiet"]) == 0
     out = capsys.readouterr().out
     stem = study / VERIFY_DIR / target_file_stem(str(ids[1]))
     assert "(true)" in out and str(stem.with_suffix(".csv")) in out
@@ -280,7 +280,7 @@ def test_cli_prints_the_table_and_writes_the_figure(study: Path, capsys) -> None
 
 def test_report_shows_the_verifications(study: Path) -> None:
     _, ids = _labels_and_ids(study)
-    assert main(["verify", str(study), "--target", str(ids[1]), "--repeats", str(REPEATS), "--serial", "--quiet"]) == 0
+    assert main(["verify", str(study), "--image", str(ids[1]), "--repeats", str(REPEATS), "--serial", "--quiet"]) == 0
     html = build_report(study, diagnostics=False).html_path.read_text()
     section = html[html.index("Verified mistakes"):]
     summary = json.loads((study / VERIFY_DIR / "summary.json").read_text())
@@ -325,10 +325,10 @@ def test_bad_input_is_refused_before_training(study: Path, tmp_path: Path, capsy
     with pytest.raises(InputError, match="0 finished subset models"):
         verify_target(empty, target, repeats=REPEATS, serial=True, progress=False)
     assert not (empty / VERIFY_DIR).exists() and _run_ids(study) == before
-    assert main(["verify", str(study), "--target", "nope", "--serial", "--quiet"]) == EXIT_USAGE
+    assert main(["verify", str(study), "--image", "nope", "--serial", "--quiet"]) == EXIT_USAGE
     assert "unknown target id" in capsys.readouterr().err
     assert main(["verify", str(study), "--summary", "--remove", "A", "--serial", "--quiet"]) == EXIT_USAGE
-    assert "--remove goes with --target" in capsys.readouterr().err
-    assert main(["verify", str(study), "--target", target, "--pairs", "3", "--serial", "--quiet"]) == EXIT_USAGE
+    assert "--remove goes with --image" in capsys.readouterr().err
+    assert main(["verify", str(study), "--image", target, "--pairs", "3", "--serial", "--quiet"]) == EXIT_USAGE
     assert "--pairs and --classes go with --summary" in capsys.readouterr().err
     assert _run_ids(study) == before

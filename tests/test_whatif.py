@@ -91,8 +91,10 @@ def test_prediction_equals_the_direct_formula(study: Path) -> None:
 
 def test_bad_removals_are_refused(study: Path, tmp_path: Path) -> None:
     results = open_study(study)
-    with pytest.raises(ValueError, match="unknown source classes"):
+    with pytest.raises(ValueError, match="unknown source class 'nope'"):
         what_if_removed(results, ["nope"])
+    with pytest.raises(ValueError, match="unknown source class 'a'; did you mean 'A'"):
+        what_if_removed(results, ["a"])
     with pytest.raises(ValueError, match="leaves no source"):
         what_if_removed(results, list(results.class_names))
     with pytest.raises(ValueError, match="at least one"):
@@ -146,3 +148,77 @@ def test_removal_curve_on_some_targets_uses_only_their_accuracy(study: Path) -> 
     q = np.array([1, 2]) / 4
     expected = (1 - q) * full + q * correct.mean() - np.cumsum(beta[[0, 1]])
     np.testing.assert_allclose(curve.predicted, [full, *expected], atol=1e-6)
+
+
+def _one_baseline_copy(study: Path, tmp_path: Path) -> Path:
+    """The study with its second all-source run removed: one baseline run left."""
+    import shutil
+
+    copy = tmp_path / "one-baseline"
+    shutil.copytree(study, copy)
+    (copy / "runs" / "all_source-000001.npz").unlink()
+    return copy
+
+
+def test_one_baseline_run_gives_a_prediction_without_an_interval(study: Path, tmp_path: Path, capsys) -> None:
+    from transfer_influence.cli import main
+    from transfer_influence.errors import InputError
+
+    copy = _one_baseline_copy(study, tmp_path)
+    result = what_if_removed(open_study(copy), ["A"])
+    assert result.baseline_runs == 1 and not result.has_interval
+    assert np.isnan(result.predicted_stderr).all()  # never a silent zero
+    with pytest.raises(InputError, match="no error term"):
+        result.interval()
+    assert main(["whatif", str(copy), "--remove", "A"]) == 0
+    out = capsys.readouterr().out
+    assert "no interval" in out and "baselines.repeats ≥ 2" in out
+    assert not [line for line in out.splitlines() if "[" in line]
+    two = what_if_removed(open_study(study), ["A"])
+    assert two.has_interval and (two.dof < 20).all()  # Welch–Satterthwaite: 2 baseline runs, 1 dof each
+
+
+def test_removals_outside_the_measured_source_sizes_are_refused_before_work(study: Path, monkeypatch) -> None:
+    from transfer_influence.errors import InputError
+    from transfer_influence.study.results import StudyResults
+
+    results = open_study(study)
+
+    def no_reading(self, kind="p_true"):  # type: ignore[no-untyped-def]
+        raise AssertionError("outputs read before the removal was checked")
+
+    monkeypatch.setattr(StudyResults, "outputs", no_reading)
+    with pytest.raises(InputError, match=r"sources of 4 \(its subsets\) to 8 classes.*remove at most 4"):
+        what_if_removed(results, ["A", "B", "C", "D", "E"])
+
+
+def test_sweep_comparison_predicts_on_the_scoring_half(study: Path, tmp_path: Path) -> None:
+    import json
+
+    from transfer_influence.analysis.counterfactual import split_targets
+    from transfer_influence.analysis.whatif import compare_with_sweep
+
+    results = open_study(study)
+    scoring = ~split_targets(results.target_labels, results.config.seed)
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "summary.csv").write_text(
+        "selection,k,mean,std,n,diff_vs_full,diff_se,beats_full_2se\n"
+        "full,0,0.80,0.01,2,,,\n"
+        "top,2,0.70,0.01,2,-0.10,0.01,False\n"
+    )
+    (sweep / "removed.json").write_text(json.dumps({
+        "target_split": {"selection_examples": int((~scoring).sum()), "scoring_examples": int(scoring.sum())},
+        "arms": [{"selection": "full", "k": 0, "removed": []}, {"selection": "top", "k": 2, "removed": ["A", "0"]}],
+    }))
+    point = compare_with_sweep(results, sweep).points[0]
+    on_scoring = what_if_removed(results, ["A", "0"], columns=np.flatnonzero(scoring))
+    on_all = what_if_removed(results, ["A", "0"])
+    assert point.predicted == pytest.approx(on_scoring.predicted[0] - on_scoring.full_accuracy[0], abs=1e-12)
+    assert point.predicted != pytest.approx(on_all.predicted[0] - on_all.full_accuracy[0], abs=1e-9)
+    assert point.measured == pytest.approx(-0.10)
+    data = json.loads((sweep / "removed.json").read_text())
+    data["target_split"]["scoring_examples"] += 1
+    (sweep / "removed.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="scoring images"):
+        compare_with_sweep(results, sweep)

@@ -6,10 +6,12 @@ import argparse
 import sys
 import time
 import traceback
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, NoReturn, Sequence
 
-from .errors import InputError, UserError
+from .errors import InputError, UserError, unknown_name_error
 
 if TYPE_CHECKING:
     from .analysis.planted import LeakFindings, PlantedScore
@@ -23,12 +25,149 @@ EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
 
 
+# ---- argument types: a bad number is refused while parsing (exit 2), before any work --------------
+def _whole_number(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least {least} (got {text!r})") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least} (got {value})")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (models, workers, seeds, --top, --count)."""
+    return _whole_number(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """A whole number that may be 0 (a run index, how many runs to list)."""
+    return _whole_number(text, 0)
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (got {text!r})") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got {text!r})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A duration or budget: a finite number above 0."""
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 (got {text}): give a positive number, e.g. 10")
+    return value
+
+
+def fraction_open(text: str) -> float:
+    """A rate or level strictly between 0 and 1 (a false-discovery rate, a reliability, a subset ratio)."""
+    value = _finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, both excluded (got {text}): give a fraction "
+                                         "such as 0.1 or 0.8")
+    return value
+
+
+def fraction_list(text: str) -> tuple[float, ...]:
+    """Comma-separated fractions in (0, 1), e.g. ``--alphas 0.5,0.2,0.1``, each named where it is wrong."""
+    values = []
+    for part in (part.strip() for part in text.split(",")):
+        try:
+            values.append(fraction_open(part))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"must be fractions between 0 and 1 (both excluded) separated by commas, "
+                                             f"e.g. 0.5,0.2,0.1 (got {part!r} in {text!r})") from None
+    return tuple(dict.fromkeys(values))
+
+
+def _name_list(text: str, known: Sequence[str], what: str, allow_all: bool = False) -> str:
+    """``text`` when it is comma-separated names out of ``known`` (or ``all``), each wrong one named
+    with its close matches; returned as given (stripped), for the command to split."""
+    if allow_all and text.strip() == "all":
+        return "all"
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"must be {what}s separated by commas, e.g. {','.join(known[:2])} (got {text!r})")
+    for name in names:
+        if name not in known:
+            raise argparse.ArgumentTypeError(str(unknown_name_error(what, name, known)))
+    return ",".join(names)
+
+
+def estimator_list(text: str) -> str:
+    """Comma-separated names of class-influence estimators (``estimate.registry``), e.g. ``dim,ridge``."""
+    from .estimate.registry import ESTIMATOR_NAMES
+
+    return _name_list(text, sorted(ESTIMATOR_NAMES), "estimator")
+
+
+def output_kind_list(text: str) -> str:
+    """``all`` or comma-separated output kinds (``study.outputs.OUTPUT_KINDS``)."""
+    from .study.outputs import OUTPUT_KINDS
+
+    return _name_list(text, list(OUTPUT_KINDS), "output kind", allow_all=True)
+
+
+# ---- renamed flags: the old spelling still works, with a one-line note ---------------------------
+class RenamedFlagWarning(FutureWarning):
+    """A flag given by its old spelling; ``main`` prints it as one ``note:`` line on stderr."""
+
+
+class _OldSpelling(argparse.Action):
+    """The old spelling of a renamed flag, hidden from ``--help``: stores into the new flag's ``dest``
+    (appending where the new flag appends) and warns that the flag is renamed."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str = "", append: bool = False,
+                 **kwargs: object) -> None:
+        super().__init__(option_strings, dest, **kwargs)  # type: ignore[arg-type]
+        self.new, self.append = new, append
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        command = parser.prog.split()[-1]
+        warnings.warn(f"`{command} {option_string}` is now `{self.new}`; the old spelling still works for now",
+                      RenamedFlagWarning, stacklevel=2)
+        if self.append:
+            values = [*(getattr(namespace, self.dest, None) or []), values]
+        setattr(namespace, self.dest, values)
+
+
+def _add_renamed(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, old: str, new: str,
+                 dest: str, append: bool = False, type: object = None, metavar: str | None = None) -> None:  # noqa: A002
+    """Keep ``old`` working as a hidden alias of ``new`` (same ``dest``)."""
+    parser.add_argument(old, dest=dest, action=_OldSpelling, new=new, append=append, type=type, metavar=metavar,
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+@contextmanager
+def _notes_on_one_line() -> Iterator[None]:
+    """Show a :class:`RenamedFlagWarning` as ``note: ...`` (one line, no source line) while a
+    command runs; other warnings keep their usual form."""
+    usual = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, RenamedFlagWarning):
+            return f"note: {message}\n"
+        return usual(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = usual
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", type=int, help="number of subset models (overrides num_models)")
-    parser.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    parser.add_argument("--models", type=positive_int, help="number of subset models (overrides num_models)")
+    parser.add_argument("--workers", type=positive_int, help="worker processes (default: one per core)")
     parser.add_argument("--serial", action="store_true", help="run in this process (no pool)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--stop-at", type=float, metavar="R",
+    parser.add_argument("--stop-at", type=fraction_open, metavar="R",
                         help="stop early once the split-half Spearman of the class × target-class influences reaches R")
 
 
@@ -36,13 +175,28 @@ TARGET_HELP = ("the study's target to analyse, by its name (target.name / extra_
                "default: the primary target)")
 
 
-def _add_target_option(parser: argparse.ArgumentParser, flag: str = "--target") -> None:
-    """``--target NAME`` (``--target-set NAME`` where ``--target`` already means something else)."""
-    parser.add_argument(flag, dest="target_set", metavar="NAME", help=TARGET_HELP)
+def _add_target_option(parser: argparse.ArgumentParser, old_spelling: bool = True) -> None:
+    """``--target-set NAME``; ``old_spelling``: ``--target NAME`` still works, where ``--target``
+    never meant anything else in that command."""
+    parser.add_argument("--target-set", dest="target_set", metavar="NAME", help=TARGET_HELP)
+    if old_spelling:
+        _add_renamed(parser, "--target", "--target-set NAME", "target_set", metavar="NAME")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are the package's one-line ``InputError`` (exit status 2 in
+    ``main``), like every other bad input: a bad value names its flag, the problem and the fix."""
+
+    def error(self, message: str) -> NoReturn:
+        flag, sep, problem = message.partition(": ")
+        if message.startswith("argument ") and sep:  # a value refused by a flag's type or choices
+            flag = flag.removeprefix("argument ")
+            raise InputError(f"{flag} {problem}" if problem.startswith("must ") else f"{flag}: {problem}")
+        raise InputError(f"{self.prog}: {message}; `{self.prog} --help` lists the options")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="transfer-influence",
         description="Measure how each source class drives a transfer-learned model's target predictions.",
     )
@@ -67,7 +221,7 @@ def _parser() -> argparse.ArgumentParser:
         "A run whose file exists is left alone (exit 0), so a scheduler may call this again safely.",
     )
     work.add_argument("study", type=Path, help="study directory (created by `transfer-influence run`)")
-    work.add_argument("--index", type=int, required=True, help="run index: 0 to num_models-1 for subset runs, "
+    work.add_argument("--index", type=nonnegative_int, required=True, help="run index: 0 to num_models-1 for subset runs, "
                       "0 to baselines.repeats-1 for baselines")
     work.add_argument("--kind", default="subset", choices=["subset", "all_source", "random_init"],
                       help="which run of that index (default: subset)")
@@ -75,37 +229,45 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="done / failed / running / missing runs of a study, its models per "
                             "minute and an ETA (read-only: works beside any executor)")
     status.add_argument("study", type=Path, help="study directory")
-    status.add_argument("--list", type=int, default=20, metavar="N", help="missing runs listed by name (default 20)")
+    status.add_argument("--list", type=nonnegative_int, default=20, metavar="N",
+                        help="missing runs listed by name (default 20; 0: only their number)")
 
     infl = sub.add_parser("influence", help="estimate class influences from a study's finished runs")
     infl.add_argument("study", type=Path)
     infl.add_argument("--kind", help="output kind: p_true, correct, raw_margin, softmax_margin "
                       "(default: the study's analysis.output_kind)")
-    infl.add_argument("--top", type=int, default=10, help="classes to print at each end of the ranking")
+    infl.add_argument("--top", type=positive_int, default=10, help="classes to print at each end of the ranking")
     infl.add_argument("--out", type=Path, help="directory for CSV/NPY files (default: STUDY/influence)")
     infl.add_argument("--estimator", choices=["dim", "ridge"],
                       help="dim: difference of means (Algorithm 1); ridge: regression on the inclusion mask "
                       "(default: the study's analysis.estimator)")
     infl.add_argument("--partial", action="store_true",
                       help="estimate from the runs finished so far, while the study is still running")
-    infl.add_argument("--fdr", type=float, default=0.1, help="false-discovery rate for the significant-class list")
+    infl.add_argument("--fdr", type=fraction_open, default=0.1,
+                      help="false-discovery rate for the significant-class list, between 0 and 1 (default 0.1)")
     _add_target_option(infl)
 
     diag = sub.add_parser("diagnose", help="convergence diagnostics: split-half, bootstrap, held-out, knockoff FDR")
     diag.add_argument("study", type=Path)
-    diag.add_argument("--kinds", default="all", help="comma-separated output kinds, or 'all'")
-    diag.add_argument("--estimators", default="dim,ridge")
-    diag.add_argument("--target", type=float, default=0.8, help="split-half Spearman to project the model count for")
+    diag.add_argument("--kinds", type=output_kind_list, default="all", help="comma-separated output kinds, or 'all'")
+    diag.add_argument("--estimators", type=estimator_list, default="dim,ridge",
+                      help="comma-separated estimators (default dim,ridge)")
+    diag.add_argument("--reliability", dest="target", type=fraction_open, default=0.8, metavar="R",
+                      help="split-half Spearman to project the model count for, between 0 and 1 (default 0.8)")
+    _add_renamed(diag, "--target", "--reliability R", "target", type=fraction_open, metavar="R")
     diag.add_argument("--partial", action="store_true", help="allow a study that is still running")
-    _add_target_option(diag, "--target-set")
+    _add_target_option(diag, old_spelling=False)
 
     plan = sub.add_parser("plan", help="run short pilots and recommend alpha, design and number of models for a budget")
     plan.add_argument("config", type=Path)
     plan.add_argument("--out", type=Path, help="directory for the pilot studies (default: studies/<name>-pilots)")
-    plan.add_argument("--alphas", default="0.5,0.2,0.1", help="candidate subset ratios")
-    plan.add_argument("--pilot-seconds", type=float, default=60.0, help="training time per pilot")
-    plan.add_argument("--target", type=float, default=0.8, help="split-half Spearman to reach")
-    plan.add_argument("--budget-minutes", type=float, default=10.0, help="training time the real study may take")
+    plan.add_argument("--alphas", type=fraction_list, default="0.5,0.2,0.1",
+                      help="candidate subset ratios, each between 0 and 1 (default 0.5,0.2,0.1)")
+    plan.add_argument("--pilot-seconds", type=positive_float, default=60.0, help="training time per pilot")
+    plan.add_argument("--reliability", type=fraction_open, default=0.8, metavar="R",
+                      help="split-half Spearman to reach, between 0 and 1 (default 0.8)")
+    _add_renamed(plan, "--target", "--reliability R", "reliability", type=fraction_open, metavar="R")
+    plan.add_argument("--budget-minutes", type=positive_float, default=10.0, help="training time the real study may take")
     plan.add_argument("--level", default="target_class", choices=["overall", "target_class", "example"])
 
     report = sub.add_parser("report", help="write plots, tables and report.html for a study")
@@ -120,7 +282,8 @@ def _parser() -> argparse.ArgumentParser:
     which = project.add_mutually_exclusive_group(required=True)
     which.add_argument("--source-class", help="show the target images this source class influences most (+ and −)")
     which.add_argument("--target-class", help="group this target class's images by their most positive source class")
-    project.add_argument("--top", type=int, default=8, help="target images at each end (--source-class), or per group")
+    project.add_argument("--top", type=positive_int, default=8,
+                         help="target images at each end (--source-class; at most half the target images), or per group")
     project.add_argument("--kind", help="output kind (default: the study's analysis.output_kind)")
     project.add_argument("--estimator", choices=["dim", "ridge"], help="default: the study's analysis.estimator")
     project.add_argument("--out", type=Path, help="directory for the PNG and CSV (default: STUDY/projection)")
@@ -130,22 +293,24 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="the most negative source classes of a target image, or of the most "
                              "often mispredicted ones (paper §4.2)")
     explain.add_argument("study", type=Path)
-    explain.add_argument("--target", action="append", metavar="ID",
+    explain.add_argument("--image", action="append", metavar="ID",
                          help="target test id (repeat for several; default: the most often mispredicted images)")
-    explain.add_argument("--count", type=int, default=5, help="mispredicted images to explain when no --target is given")
-    explain.add_argument("--top", type=int, default=5, help="most negative source classes to list per image")
+    _add_renamed(explain, "--target", "--image ID", "image", append=True, metavar="ID")
+    explain.add_argument("--count", type=positive_int, default=5,
+                         help="mispredicted images to explain when no --image is given")
+    explain.add_argument("--top", type=positive_int, default=5, help="most negative source classes to list per image")
     explain.add_argument("--kind", help="output kind (default: the study's analysis.output_kind)")
     explain.add_argument("--estimator", choices=["dim", "ridge"], help="default: the study's analysis.estimator")
     explain.add_argument("--out", type=Path, help="directory for the PNG and CSV (default: STUDY/explain)")
     explain.add_argument("--partial", action="store_true", help="use the runs finished so far")
     explain.add_argument("--target-set", dest="target_set", metavar="NAME", help="the study's target dataset, by its "
-                         "name (default: the primary target); --target names an image of it")
+                         "name (default: the primary target); --image names an image of it")
 
     leaks = sub.add_parser("leaks", help="source examples with the most positive (candidate leaks) and most negative "
                            "(candidate mislabeled) influence on each target image, of an example-level study (paper §4.3)")
     leaks.add_argument("study", type=Path, help="an example-level study (design.unit: example)")
-    leaks.add_argument("--top", type=int, default=10, help="pairs at each end to print and draw (default 10)")
-    leaks.add_argument("--per-target", type=int, default=3, metavar="K",
+    leaks.add_argument("--top", type=positive_int, default=10, help="pairs at each end to print and draw (default 10)")
+    leaks.add_argument("--per-target", type=positive_int, default=3, metavar="K",
                        help="source examples kept at each end per target image in the table (default 3)")
     leaks.add_argument("--kind", help="output kind (default: the study's analysis.output_kind)")
     leaks.add_argument("--estimator", choices=["lasso", "ridge", "dim"], default="lasso",
@@ -158,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
     leaks.add_argument("--models", help="model counts for --curve, comma-separated (default: 100, 200, 400 … all)")
     leaks.add_argument("--curve-estimators", dest="curve_estimators",
                        help="estimators for --curve, comma-separated from lasso,ridge,dim (default: --estimator)")
-    leaks.add_argument("--recall-k", dest="recall_k", type=int, default=10,
+    leaks.add_argument("--recall-k", dest="recall_k", type=positive_int, default=10,
                        help="a planted leak is found when it is among this many most positive source examples of its "
                        "own target image (default 10)")
 
@@ -177,12 +342,13 @@ def _parser() -> argparse.ArgumentParser:
     cf.add_argument("study", type=Path, help="a study directory with finished runs")
     cf.add_argument("--k", help="comma-separated numbers of classes to remove (default: 5,10,15,20,30,40,50 below K; "
                     "in an example-level study, source examples: 10,20,40,80,160)")
-    cf.add_argument("--repeats", type=int, default=10, help="seeds per arm, the same in every arm (default 10)")
+    cf.add_argument("--repeats", type=positive_int, default=10, help="seeds per arm, the same in every arm, and as many fresh "
+                    "seeds to confirm the chosen removal (at least 3; default 10)")
     cf.add_argument("--ranking-from", type=Path, help="rank classes by this other study's influences (same class names)")
     cf.add_argument("--estimator", choices=["dim", "ridge"], help="default: the ranking study's analysis.estimator")
     cf.add_argument("--kind", help="output kind to rank by (default: the ranking study's analysis.output_kind)")
     cf.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
-    cf.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    cf.add_argument("--workers", type=positive_int, help="worker processes (default: one per core)")
     cf.add_argument("--quiet", action="store_true", help="no progress output")
     _add_target_option(cf)
     whatif = sub.add_parser("whatif", help="predict the full source's target accuracy without some classes, "
@@ -202,9 +368,9 @@ def _parser() -> argparse.ArgumentParser:
     hp.add_argument("--mapping", type=Path, help="YAML: target class name → list of related source class names "
                     "(default for digit targets and a glyph source: the built-in look-alikes; for source "
                     "classes named by WordNet ids: the target's synset and its hyponyms in WordNet)")
-    hp.add_argument("--repeats", type=int, default=10, help="seeds, the counterfactual's full-source ones (default 10)")
+    hp.add_argument("--repeats", type=positive_int, default=10, help="seeds, the counterfactual's full-source ones (default 10)")
     hp.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
-    hp.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    hp.add_argument("--workers", type=positive_int, help="worker processes (default: one per core)")
     hp.add_argument("--quiet", action="store_true", help="no progress output")
     _add_target_option(hp)
     cmp = sub.add_parser("compare-rankings", help="compare the counterfactual sweeps of a study's own ranking and "
@@ -220,22 +386,23 @@ def _add_verify_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
                             "the labels predicted for it (paper Fig. 6 right, App. E.4; resumable)")
     verify.add_argument("study", type=Path, help="a study directory with finished runs")
     which = verify.add_mutually_exclusive_group(required=True)
-    which.add_argument("--target", metavar="ID", help="target test id of the image to verify")
+    which.add_argument("--image", metavar="ID", help="target test id of the image to verify")
+    _add_renamed(which, "--target", "--image ID", "image", metavar="ID")
     which.add_argument("--summary", action="store_true",
                        help="App. E.4: how often removing the most negative class helps the most negatively influenced images")
-    verify.add_argument("--remove", metavar="CLASS", help="with --target: the source class to remove "
+    verify.add_argument("--remove", metavar="CLASS", help="with --image: the source class to remove "
                         "(default: the image's most negative one)")
-    verify.add_argument("--pairs", type=int, help="with --summary: most negative (class, image) pairs (default 30)")
-    verify.add_argument("--classes", type=int,
+    verify.add_argument("--pairs", type=positive_int, help="with --summary: most negative (class, image) pairs (default 30)")
+    verify.add_argument("--classes", type=positive_int,
                         help="with --summary: classes retrained away, the most frequent among the pairs (default 10)")
-    verify.add_argument("--repeats", type=int, default=10, help="seeds with and without the class (default 10)")
+    verify.add_argument("--repeats", type=positive_int, default=10, help="seeds with and without the class (default 10)")
     verify.add_argument("--kind", help="output kind of the influences (default: the study's analysis.output_kind)")
     verify.add_argument("--estimator", choices=["dim", "ridge"], help="default: the study's analysis.estimator")
     verify.add_argument("--serial", action="store_true", help="retrain in this process (no pool)")
-    verify.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    verify.add_argument("--workers", type=positive_int, help="worker processes (default: one per core)")
     verify.add_argument("--quiet", action="store_true", help="no progress output")
     verify.add_argument("--target-set", dest="target_set", metavar="NAME", help="the study's target dataset, by its "
-                        "name (default: the primary target); --target names an image of it")
+                        "name (default: the primary target); --image names an image of it")
 
 
 def _apply_overrides(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
@@ -252,11 +419,8 @@ def _apply_overrides(config: StudyConfig, args: argparse.Namespace) -> StudyConf
 
 
 def _apply_executor_options(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
-    """``run --executor`` and ``--address`` as config overrides, checked like the config itself."""
-    from pydantic import ValidationError
-
-    from .errors import ConfigError
-
+    """``run --executor`` and ``--address`` as config overrides, checked like the config itself
+    (``with_overrides`` refuses a bad value with a ``ConfigError`` naming the setting)."""
     changes: dict[str, object] = {}
     if args.executor is not None:
         if args.serial and args.executor != "serial":
@@ -266,11 +430,7 @@ def _apply_executor_options(config: StudyConfig, args: argparse.Namespace) -> St
         if changes.get("execution.executor", config.execution.executor) != "ray":
             raise InputError("--address is the Ray head node's address: add --executor ray")
         changes["execution.ray.address"] = args.address
-    try:
-        return config.with_overrides(**changes) if changes else config
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise ConfigError(f"command line: {problems}") from None
+    return config.with_overrides(**changes) if changes else config
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -358,8 +518,7 @@ def _cmd_influence(args: argparse.Namespace) -> int:
     from .report.tables import write_overall_csv, write_per_target_csv
 
     results = _open_finished(args.study, args.partial, args.target_set)
-    kind = args.kind or results.config.analysis.output_kind
-    estimator = args.estimator or results.config.analysis.estimator
+    kind, estimator = _analysis_choice(results, args)  # an unknown --kind is refused before the folder exists
     out = args.out or _target_folder(results, args.study / "influence")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -382,32 +541,35 @@ def _cmd_influence(args: argparse.Namespace) -> int:
         for row in rows:
             print(f"  {row.name:>14}  {row.influence:+.5f} ± {half * row.stderr:.5f}")
     significant = significant_classes(overall, 0, args.fdr)
-    print(f"significantly non-zero at FDR {args.fdr:g}: {len(significant)} {units}"
-          + (": " + ", ".join(name for name, _, _ in significant) if significant else ""))
+    for sign, keep in (("positive", lambda v: v > 0), ("negative", lambda v: v < 0)):
+        names = [name for name, value, _ in significant if keep(value)]
+        print(f"significantly {sign} at FDR {args.fdr:g} (one-sided Benjamini–Hochberg): {len(names)} {units}"
+              + (": " + ", ".join(names) if names else ""))
     print(f"tables in {out}")
     return 0
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     from .analysis.convergence import diagnose
+    from .report.tables import diagnostics_lines, write_diagnostics_csv
 
     results = _open_finished(args.study, args.partial, args.target_set)
     kinds = results.output_kinds if args.kinds == "all" else tuple(args.kinds.split(","))
     estimators = tuple(args.estimators.split(","))
+    analysis = results.config.analysis  # bootstrap and knockoffs of the study's own choice, as the report's
+    primary = (analysis.output_kind if analysis.output_kind in kinds else kinds[0],
+               analysis.estimator if analysis.estimator in estimators else estimators[0])
     started = time.perf_counter()
-    diag = diagnose(results, kinds, estimators, primary=(kinds[0], estimators[0]), target_reliability=args.target)
-    out = _target_folder(results, args.study / "report")
+    diag = diagnose(results, kinds, estimators, primary=primary, target_reliability=args.target)
+    out = _target_folder(results, args.study / "diagnose")  # its own folder: `report` never overwrites it
     out.mkdir(parents=True, exist_ok=True)
     diag.save(out / "diagnostics.json")
     rows = diag.table()
-    key = f"models_for_split_half_{args.target:g}"
+    write_diagnostics_csv(rows, out / "diagnostics.csv")
     print(f"{results.num_models} models, α = {results.config.design.alpha:g}, design {results.config.design.kind}; "
           f"diagnosed in {time.perf_counter() - started:.1f} s")
-    print(f"{'output':>15} {'estimator':>9} {'level':>13} {'split-half':>10} {'held-out':>9} {'models for ' + format(args.target, 'g'):>15}")
-    for r in rows:
-        print(f"{r['output_kind']:>15} {r['estimator']:>9} {r['level']:>13} {r['split_half_spearman']:>10.3f} "
-              f"{r['held_out_spearman']:>9.3f} {str(r[key]):>15}")
-    print(f"diagnostics: {out / 'diagnostics.json'}")
+    print("\n".join(diagnostics_lines(diag, rows, args.target)))
+    print(f"diagnostics: {out / 'diagnostics.json'}, {out / 'diagnostics.csv'}")
     return 0
 
 
@@ -420,10 +582,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             f"{args.config}: `plan` pilots class-level designs; this config draws subsets of source examples "
             "(design.unit: example). Run the study with `transfer-influence run` and read it with `influence`"
         )
-    alphas = tuple(float(a) for a in args.alphas.split(","))
     out = args.out or Path("studies") / f"{config.name}-pilots"
-    recommendation = run_pilots(
-        config, out, alphas, args.pilot_seconds, args.target, args.budget_minutes, args.level, stream=sys.stdout
+    recommendation = run_pilots(  # --alphas, --pilot-seconds, --reliability and --budget-minutes checked by their types
+        config, out, args.alphas, args.pilot_seconds, args.reliability, args.budget_minutes, args.level, stream=sys.stdout
     )
     recommendation.write(sys.stdout)
     return 0
@@ -440,6 +601,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"report: {build_leak_report(args.study, kind=args.kind, estimator=args.estimator)}")
         return 0
     report = build_report(args.study, kind=args.kind, estimator=args.estimator, target=args.target_set)
+    if report.findings is not None:
+        print("findings:\n" + "\n".join(report.findings.lines()))
     print(f"report: {report.html_path}")
     return 0
 
@@ -448,8 +611,23 @@ def _analysis_choice(results, args: argparse.Namespace) -> tuple[str, str]:  # t
     """Output kind and estimator: the flags, else the study's ``analysis`` settings; checked before any work."""
     kind = args.kind or results.config.analysis.output_kind
     if kind not in results.output_kinds:
-        raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
+        raise unknown_name_error("output kind", kind, list(results.output_kinds))
     return kind, args.estimator or results.config.analysis.estimator
+
+
+def _check_projection_request(results, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    """The class named and ``--top`` against the study's data, before any estimate: ``--top`` past
+    the images there are would only be cut after the estimate (and a huge figure drawn)."""
+    from .analysis.projection import check_top, find_source_class, find_target_class, source_projection_limit
+
+    count = len(results.target_ids)
+    if args.source_class is not None:
+        find_source_class(results.class_names, args.source_class)
+        most = source_projection_limit(count)
+        check_top(args.top, most, f"{most}, half of the study's {count} target test images (no image is listed at both ends)")
+    else:
+        find_target_class(results.target_class_names, args.target_class)
+        check_top(args.top, count, f"the study's {count} target test images")
 
 
 def _cmd_project(args: argparse.Namespace) -> int:
@@ -465,10 +643,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     _require_class_units(args.study, "project")
     results = _open_finished(args.study, args.partial, args.target_set)
     kind, estimator = _analysis_choice(results, args)
-    if args.source_class is not None:
-        find_source_class(results.class_names, args.source_class)
-    else:
-        find_target_class(results.target_class_names, args.target_class)
+    _check_projection_request(results, args)
     out = args.out or _target_folder(results, args.study / "projection")
     out.mkdir(parents=True, exist_ok=True)
     influence = example_influence(results, kind, estimator)
@@ -601,15 +776,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .report.plots import plot_explanations
     from .report.projection_tables import file_stem, write_explanations_csv
 
-    check_top(args.top)
-    if args.count < 1:
-        raise InputError(f"--count must be at least 1 (got {args.count})")
+    check_top(args.top)  # --count and --top are positive by their types
     _require_class_units(args.study, "explain")
     results = _open_finished(args.study, args.partial, args.target_set)
     kind, estimator = _analysis_choice(results, args)
-    if args.target:
-        columns = [find_target(results, target) for target in args.target]
-        name, title = "targets_" + file_stem("+".join(args.target)), "Most negative source classes of the chosen target images"
+    if args.image:
+        columns = [find_target(results, image) for image in args.image]
+        name, title = "targets_" + file_stem("+".join(args.image)), "Most negative source classes of the chosen target images"
     else:
         columns = list(most_mispredicted(results, args.count))
         name, title = "most_mispredicted", "Most negative source classes of the most often mispredicted target images"
@@ -655,6 +828,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     total = time.perf_counter() - started
     t = run.timings
     print(f"\nstudy: {args.out} ({report.overall.num_models} models)")
+    if report.findings is not None:
+        print("findings:\n" + "\n".join(report.findings.lines()))
     for label, (mean, std, count) in report.baselines.rows.items():
         print(f"  target accuracy, {label}: {mean:.3f} ± {std:.3f} (n={count})")
     if report.lookalikes is not None:
@@ -665,8 +840,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         curves = report.diagnostics.reliability[(analysis.output_kind, analysis.estimator)]
         print(
             f"  split-half Spearman ({analysis.estimator}, {analysis.output_kind}, α = {config.design.alpha:g}): "
-            + ", ".join(f"{LEVEL_NAMES[level]} {curve.at_full_size:.2f}" for level, curve in curves.items())
+            + ", ".join(f"{LEVEL_NAMES[level]} " + (f"{curve.at_full_size:.2f}" if curve.models_per_half.size else "not measured")
+                        for level, curve in curves.items())
         )
+        for note in report.diagnostics.notes:
+            print(f"  note: {note}")
     print(
         f"time: data {t['data_seconds']:.1f} s, runs {t['runs_wall_seconds']:.1f} s "
         f"(train {t['train_seconds_total']:.0f} s + transfer {t['transfer_seconds_total']:.0f} s of worker time), "
@@ -678,6 +856,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_counterfactual(args: argparse.Namespace) -> int:
     from .analysis.counterfactual import run_counterfactual, write_counterfactual
+    from .analysis.recommendation import recommendation_lines
     from .report.plots import plot_counterfactual
 
     try:
@@ -701,20 +880,20 @@ def _cmd_counterfactual(args: argparse.Namespace) -> int:
     else:
         print(f"what-if rule: removing the {curve.best_k} most negative classes is predicted best "
               f"({curve.predicted_gain:+.4f} accuracy on the selection half; k = 0 … {len(curve.predicted) - 1} predicted)")
-    print(f"{'selection':>11} {'k':>4} {'mean':>7} {'std':>7} {'n':>3} {'diff':>8} {'SE':>7}  > 2 SE")
+    print(f"{'selection':>11} {'k':>4} {'mean':>7} {'std':>7} {'n':>3} {'diff':>8} {'SE':>7}  > 2 SE*")
     for a in result.arms:
         diff = "" if a.differences is None else f"{a.diff_vs_full:+8.4f} {a.diff_se:7.4f}  {'yes' if a.beats_full else 'no'}"
         print(f"{a.arm.selection:>11} {a.arm.k:>4} {a.mean:7.4f} {a.std:7.4f} {a.accuracy.size:>3} {diff}")
-    best = result.recommended
-    print("recommended source: " + ("the full source (no removal beats it by > 2 SE)" if best is None
-                                    else f"full source minus {best.arm.selection}-{best.arm.k}")
-          + f" ({files['recommended']})")
+    print("* each arm's own comparison on the selection seeds, unadjusted for picking the best of many: not a recommendation")
+    for line in recommendation_lines(result.recommendation):
+        print(line)
+    print(f"the source to train on: {files['recommended']}; the recommendation's numbers: {files['recommendation']}")
     print(f"summary: {files['summary']}; figure: {result.sweep_dir / 'counterfactual.png'}")
     return 0
 
 
 def _cmd_compare_rankings(args: argparse.Namespace) -> int:
-    from .analysis.ranking_comparison import comparison_rows, read_ranking_sweeps, write_comparison
+    from .analysis.ranking_comparison import best_removal_lines, comparison_rows, read_ranking_sweeps, write_comparison
 
     sweeps = read_ranking_sweeps(args.study, args.target_set)
     rows = comparison_rows(sweeps)
@@ -730,6 +909,8 @@ def _cmd_compare_rankings(args: argparse.Namespace) -> int:
         print(f"{str(row['ranking']):>22} {row['models']:>6} {arm:>14} {pm(row['diff_vs_full'], row['diff_vs_full_se']):>18} "
               f"{pm(row['random_minus_top'], row['random_minus_top_se']):>18} "
               f"{pm(row['bottom_minus_first_ranking_bottom'], row['bottom_minus_first_ranking_bottom_se']):>18}")
+    for line in best_removal_lines(sweeps):
+        print(line)
     print(f"table: {path}")
     return 0
 
@@ -741,16 +922,24 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
     results = _open_finished(args.study, args.partial, args.target_set)
     result = what_if_removed(results, [c.strip() for c in args.remove.split(",") if c.strip()], scaling=args.scaling,
                             level=args.level)
-    low, high = result.interval(0.95)
-    half = result.critical_value(0.95) * result.differential_stderr
+    half = result.differential_half_width(0.95)
+    intervals = [f"[{a:.4f}, {b:.4f}]" for a, b in zip(*result.interval(0.95))] if result.has_interval else None
     print(f"predicted target accuracy of the full source ({result.num_classes} classes) without "
           f"{', '.join(result.removed)}:")
     print(f"{'targets':>14} {'full source':>11} {'predicted':>9} {'95% interval':>17} {'vs average classes':>19}")
     for j, column in enumerate(result.columns):
+        interval = intervals[j] if intervals is not None else f"{'none':>17}"
         print(f"{column:>14} {result.full_accuracy[j]:>11.4f} {result.predicted[j]:>9.4f} "
-              f"[{low[j]:.4f}, {high[j]:.4f}] {result.differential[j]:>+10.4f} ± {half[j]:.4f}")
+              f"{interval} {result.differential[j]:>+10.4f} ± {half[j]:.4f}")
+    if intervals is None:
+        print(f"no interval: {result.interval_note}")
+    if result.any_clipped:
+        clipped = [c for c, flag in zip(result.columns, result.clipped) if flag]  # type: ignore[arg-type]
+        print(f"clipped: the linear prediction fell outside 0–1 for {', '.join(clipped)} "
+              "and is shown at the bound; an accuracy cannot leave it, so the datamodel's extrapolation is off there")
     print(f"note: {result.extrapolation}; the last column is the change from removing these classes rather "
-          f"than as many average ones, within sources of {result.subset_size} classes (no extrapolation)")
+          f"than as many average ones, within sources of {result.subset_size} classes (no extrapolation; "
+          f"± its 95% t half-width)")
     return 0
 
 
@@ -776,13 +965,13 @@ def _cmd_handpicked(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     if args.summary and args.remove is not None:
-        raise InputError("--remove goes with --target: the summary removes each image's most negative class itself")
-    if args.target is not None and (args.pairs is not None or args.classes is not None):
-        raise InputError("--pairs and --classes go with --summary, not --target")
+        raise InputError("--remove goes with --image: the summary removes each image's most negative class itself")
+    if args.image is not None and (args.pairs is not None or args.classes is not None):
+        raise InputError("--pairs and --classes go with --summary, not --image")
     _require_class_units(args.study, "verify")
     options = dict(repeats=args.repeats, kind=args.kind, estimator=args.estimator, serial=args.serial,
                    workers=args.workers, progress=not args.quiet, target_set=args.target_set)
-    return _verify_target(args, options) if args.target is not None else _verify_summary(args, options)
+    return _verify_target(args, options) if args.image is not None else _verify_summary(args, options)
 
 
 def _verify_target(args: argparse.Namespace, options: dict) -> int:  # type: ignore[type-arg]
@@ -790,7 +979,7 @@ def _verify_target(args: argparse.Namespace, options: dict) -> int:  # type: ign
     from .report.plots import plot_verification
     from .report.tables import class_label as _label
 
-    result = verify_target(args.study, args.target, args.remove, **options)
+    result = verify_target(args.study, args.image, args.remove, **options)
     files = write_target(result)
     figure = result.sweep_dir / f"{target_file_stem(result.target_id)}.png"
     plot_verification(result, figure)
@@ -850,7 +1039,17 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    with _notes_on_one_line():
+        try:
+            args = _parser().parse_args(argv)
+        except InputError as exc:  # a bad flag or value, refused before any work
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; the exit status tells a user error (2) from a bug (1)."""
     try:
         return COMMANDS[args.command](args)
     except (UserError, FileNotFoundError) as exc:

@@ -15,7 +15,15 @@ example-level study the arms remove source examples, with two more: ``worst_pair
 whose most negative influence on any single selection image is lowest (the per-image score of
 ``leaks``), and ``planted``, exactly the planted mislabels (a ground-truth reference, when the source
 has them). Every arm is retrained with the same R seeds, so arms are compared *paired*: seed noise shared by two arms cancels from the
-per-seed differences, whose standard error (sd / √R) says whether a gain is real.
+per-seed differences, whose standard error (sd / √R) sizes each arm's gain.
+
+The recommendation is not the arm with the largest of these gains: that maximum over ~16 arms is
+biased upwards by the choice (the winner's curse). The arms' R seeds are *selection* seeds: they
+choose the candidate (the recommendable arm with the largest positive gain), which is then
+retrained with the full source on R *confirmation* seeds of a stream of their own, and recommended
+only if its paired gain there is positive one-sided at 5% (``evaluate.selection``,
+``analysis.recommendation``). The per-arm ``beats_full_2se`` column stays what it is: each arm's own
+unadjusted comparison, not a recommendation.
 
 Every retrain is a run of a sweep store in ``STUDY/counterfactual/`` (see ``execute.sweep``), named
 by the classes it removes and its seed: arms that remove the same set share runs, and a sweep that
@@ -41,6 +49,7 @@ from ..data.planted import read_planted
 from ..errors import InputError, StudyMismatchError
 from ..estimate import InfluenceEstimate, check_estimator, estimate
 from ..evaluate.fdr import significant_classes
+from ..evaluate.selection import MIN_SEEDS, choose_arm
 from ..execute import RunSummary, run_sweep
 from ..study.atomic import atomic_write_text
 from ..study.config import StudyConfig
@@ -49,6 +58,9 @@ from ..study.outputs import OUTPUT_KINDS
 from ..study.results import StudyResults, load_target_views, open_study
 from ..study.store import StudyStore
 from .leaks import example_coefficients, worst_pair_score
+from .recommendation import (
+    RECOMMENDATION_FILE, Recommendation, confirmed_recommendation, header_line, recommendation_json, unconfirmable,
+)
 from .whatif import RemovalCurve, removal_curve
 
 SWEEP_DIR = "counterfactual"
@@ -58,6 +70,12 @@ DEFAULT_EXAMPLE_KS = (10, 20, 40, 80, 160)
 """k values tried in an example-level study (source examples removed) when none are given."""
 DEFAULT_REPEATS = 10
 """Seeds per arm, the paper's R."""
+MIN_REPEATS = MIN_SEEDS
+"""Fewest seeds per arm: the confirmation's one-sided t(R − 1) test needs R ≥ 3 to have power
+(``evaluate.selection.MIN_SEEDS`` says why)."""
+CONFIRMATION_INDEX = 100_000
+"""Run index of confirmation seed 0 (seed r is ``CONFIRMATION_INDEX + r``): apart from the
+selection seeds' indices 0 … R − 1, so a run file says which stream trained it."""
 SIGNIFICANCE_FDR = 0.1
 MIN_RANKING_MODELS = 3
 SUMMARY_COLUMNS = ("selection", "k", "mean", "std", "n", "diff_vs_full", "diff_se", "beats_full_2se")
@@ -70,6 +88,7 @@ so it is a reference for what removal could gain, never a recommendation."""
 _SPLIT_STREAM = 0xC0F1
 _SEED_STREAM = 0xC0F2
 _RANDOM_STREAM = 0xC0F3
+_CONFIRM_STREAM = 0xC0F4
 
 
 # ---- the split of the target test examples ----------------------------------------------------
@@ -232,6 +251,12 @@ def retrain_seeds(study_seed: int, repeats: int) -> list[int]:
     return [int(np.random.default_rng([_SEED_STREAM, study_seed, r]).integers(0, 2**31 - 1)) for r in range(repeats)]
 
 
+def confirmation_seeds(study_seed: int, repeats: int) -> list[int]:
+    """The R fresh seeds that confirm the chosen arm: a stream of their own, so no confirmation seed
+    is a selection seed (the choice never saw them); seed r does not depend on R."""
+    return [int(np.random.default_rng([_CONFIRM_STREAM, study_seed, r]).integers(0, 2**31 - 1)) for r in range(repeats)]
+
+
 def plan_arms(ranking: Ranking, ks: Sequence[int], repeats: int, study_seed: int) -> list[Arm]:
     num_classes = ranking.values.size
     order = np.argsort(-ranking.values, kind="stable")  # most positive first
@@ -280,17 +305,19 @@ def planted_arms(unit_names: Sequence[str], repeats: int, example_units: bool) -
     return [Arm("planted", len(removed), (removed,) * repeats)]
 
 
-def retrain_spec(removed: tuple[int, ...], num_classes: int, repeat: int, seed: int) -> RunSpec:
+def retrain_spec(removed: tuple[int, ...], num_classes: int, repeat: int, seed: int, confirmation: bool = False) -> RunSpec:
     """The full source minus ``removed``, trained with ``seed``; its id names the removed set (by a
-    digest) and the repeat, so any arm removing the same classes finds the same file."""
+    digest), the seed stream (``r``: selection, ``c``: confirmation) and the repeat, so any arm
+    removing the same classes finds the same file."""
     mask = np.ones(num_classes, dtype=bool)
     mask[list(removed)] = False
     digest = hashlib.sha256(np.packbits(~mask).tobytes() + num_classes.to_bytes(4, "little")).hexdigest()[:12]
-    return RunSpec("retrain", repeat, mask, seed, name=f"minus{len(removed):03d}-{digest}-r{repeat:03d}")
+    stream, index = ("c", CONFIRMATION_INDEX + repeat) if confirmation else ("r", repeat)
+    return RunSpec("retrain", index, mask, seed, name=f"minus{len(removed):03d}-{digest}-{stream}{repeat:03d}")
 
 
-def arm_specs(arm: Arm, num_classes: int, seeds: Sequence[int]) -> list[RunSpec]:
-    return [retrain_spec(removed, num_classes, r, seeds[r]) for r, removed in enumerate(arm.removed)]
+def arm_specs(arm: Arm, num_classes: int, seeds: Sequence[int], confirmation: bool = False) -> list[RunSpec]:
+    return [retrain_spec(removed, num_classes, r, seeds[r], confirmation) for r, removed in enumerate(arm.removed)]
 
 
 # ---- scoring ----------------------------------------------------------------------------------
@@ -323,7 +350,9 @@ class ArmResult:
 
     @property
     def beats_full(self) -> bool:
-        """Whether the paired gain over the full source exceeds two of its standard errors."""
+        """Whether this arm's paired gain over the full source exceeds two of its standard errors:
+        the arm's own comparison, unadjusted for choosing it among the others and approximate at
+        few seeds (2 SE is a t(R − 1) test only for large R), so never a recommendation."""
         return self.differences is not None and bool(self.diff_vs_full > 2 * self.diff_se)
 
     def row(self) -> dict[str, object]:
@@ -369,17 +398,27 @@ class CounterfactualResult:
     """Whether the ranking came from another study (``ranking_from``)."""
     unit_kind: str = "class"
     """What the arms remove: source ``class``-es or, in an example-level study, source ``example``-s."""
+    recommendation: Recommendation | None = None
+    """The candidate chosen on the selection seeds and its confirmation on fresh seeds (None: not
+    confirmed yet, e.g. a result assembled from stored arms)."""
 
     @property
     def full(self) -> ArmResult:
         return next(a for a in self.arms if a.arm.selection == "full")
 
     @property
+    def candidate(self) -> ArmResult | None:
+        """The arm the selection seeds choose (``choose_candidate``): a candidate, not a recommendation."""
+        return choose_candidate(self.arms)[0]
+
+    @property
     def recommended(self) -> ArmResult | None:
-        """The recommendable arm with the largest gain among those beating the full source by more
-        than 2 standard errors; None when none does (keep the full source)."""
-        winners = [a for a in self.arms if a.arm.selection in RECOMMENDABLE and a.beats_full]
-        return max(winners, key=lambda a: a.diff_vs_full, default=None)
+        """The candidate when its gain was confirmed on fresh seeds; None otherwise (keep the full
+        source), including when no confirmation has been run."""
+        rec = self.recommendation
+        if rec is None or not rec.confirmed:
+            return None
+        return next(a for a in self.arms if a.arm.selection == rec.selection and a.arm.k == rec.k)
 
     def rows(self) -> list[dict[str, object]]:
         return [a.row() for a in self.arms]
@@ -394,8 +433,12 @@ def _check_request(ks: Sequence[int], repeats: int, num_classes: int, units: str
             f"--k {','.join(map(str, bad))}: k must be between 1 and {num_classes - 1} "
             f"(the study has {num_classes} {units} to remove and a retrain must keep at least one)"
         )
-    if repeats < 2:
-        raise InputError(f"--repeats {repeats}: paired standard errors need at least 2 seeds per arm (the paper uses 10)")
+    if repeats < MIN_REPEATS:
+        raise InputError(
+            f"--repeats {repeats}: the recommendation confirms the chosen removal on as many fresh seeds with a "
+            f"one-sided t(R-1) test, which needs at least {MIN_REPEATS} seeds per arm (at 2 a real gain must exceed "
+            f"6.3 standard errors); use --repeats {MIN_REPEATS} or more (the paper uses {DEFAULT_REPEATS})"
+        )
 
 
 def default_ks(num_classes: int, examples: bool = False) -> list[int]:
@@ -418,8 +461,9 @@ def run_counterfactual(
 ) -> CounterfactualResult:
     """Rank, retrain every arm R times (skipping retrains already stored) and score them.
 
-    Every input is checked before any training: k within 1 … K−1, at least 2 seeds, a ranking
-    study with finished runs and this study's class names, a target the study has. ``target``: the
+    Then the arm the R selection seeds choose is confirmed on R fresh seeds (``confirm_candidate``).
+    Every input is checked before any training: k within 1 … K−1, at least ``MIN_REPEATS`` seeds, a
+    ranking study with finished runs and this study's class names, a target the study has. ``target``: the
     study's target to rank and score on (None: the primary). The retrains transfer to every target
     of the study, so they are shared by the sweeps of all its targets; the summary of a target other
     than the primary goes to ``STUDY/counterfactual/target-<name>/``."""
@@ -437,15 +481,62 @@ def run_counterfactual(
     if store.example_units and ranking_from is None:
         arms += worst_pair_arms(worst_pair_scores(store, selection, ranking, extra), ks, repeats)
     arms += planted_arms(class_names, repeats, store.example_units)
-    sweep = retrain_arms(
-        store, arms, seeds, ~selection, sweep_config(config, serial, workers), progress, stream, target=extra
+    run_config = sweep_config(config, serial, workers)
+    sweep = retrain_arms(store, arms, seeds, ~selection, run_config, progress, stream, target=extra)
+    recommendation, confirming = confirm_candidate(
+        store, sweep.arms, confirmation_seeds(config.seed, repeats), ~selection, run_config, progress, stream, extra
     )
     target_dir = sweep.store.path if extra is None else sweep.store.path / target_dir_name(extra)
     results_dir = target_dir if ranking_from is None else target_dir / ranking_dir_name(Path(ranking_from))
     return CounterfactualResult(
-        results_dir, class_names, ranking, sweep.arms, seeds, selection, sweep.executed, ranking_from is not None,
-        "example" if store.example_units else "class",
+        results_dir, class_names, ranking, sweep.arms, seeds, selection, sweep.executed + confirming,
+        ranking_from is not None, "example" if store.example_units else "class", recommendation,
     )
+
+
+def choose_candidate(arms: Sequence[ArmResult]) -> tuple[ArmResult | None, list[ArmResult]]:
+    """The recommendable arm with the largest positive mean gain on the selection seeds
+    (``evaluate.selection.choose_arm``; None when no gain is positive), and the arms it was chosen
+    among: the recommendable ones that remove something (a ``significant`` arm with no significant
+    class is the full source again)."""
+    pool = [a for a in arms if a.arm.selection in RECOMMENDABLE and a.arm.k > 0 and a.differences is not None]
+    if not pool:
+        return None, pool
+    index = int(choose_arm(np.stack([a.differences for a in pool])))  # type: ignore[misc]
+    return (pool[index] if index >= 0 else None), pool
+
+
+def arm_label(arm: Arm) -> str:
+    return f"{arm.selection}-{arm.k}"
+
+
+def confirm_candidate(
+    store: StudyStore,
+    arms: Sequence[ArmResult],
+    seeds: Sequence[int],
+    scoring: np.ndarray,
+    run_config: StudyConfig,
+    progress: bool = True,
+    stream: IO[str] | None = None,
+    target: str | None = None,
+) -> tuple[Recommendation, list[RunSummary]]:
+    """Retrain the candidate and the full source on the fresh ``seeds`` (stored in the sweep store
+    as ``…-c<r>`` runs, so a rerun trains nothing again) and test the candidate's paired gain there.
+    With no candidate nothing is retrained and the full source is recommended."""
+    chosen, pool = choose_candidate(arms)
+    if chosen is None:
+        best = max(pool, key=lambda a: a.diff_vs_full, default=None)
+        label = None if best is None else arm_label(best.arm)
+        return unconfirmable(label, None if best is None else best.differences, len(pool), len(arms[0].accuracy)), []
+    repeats = len(seeds)
+    pair = [Arm("full", 0, ((),) * repeats), Arm(chosen.arm.selection, chosen.arm.k, (chosen.arm.removed[0],) * repeats)]
+    sweep = retrain_arms(store, pair, seeds, scoring, run_config, progress, stream, target, confirmation=True)
+    full, arm = sweep.arms
+    recommendation = confirmed_recommendation(
+        arm_label(chosen.arm), chosen.arm.selection, chosen.arm.k, chosen.arm.removed[0], chosen.differences,  # type: ignore[arg-type]
+        len(pool), seeds, full.accuracy, arm.accuracy,
+    )
+    return recommendation, sweep.executed
 
 
 def target_dir_name(target: str) -> str:
@@ -486,16 +577,20 @@ def retrain_arms(
     progress: bool = True,
     stream: IO[str] | None = None,
     target: str | None = None,
+    confirmation: bool = False,
 ) -> RetrainedArms:
     """Retrain every arm's runs missing from the sweep store in ``STUDY/counterfactual/`` and score
     each on the ``scoring`` examples; ``arms[0]`` must be the full source, which every other arm is
-    paired with seed by seed. Any caller with the same seeds shares the stored retrains."""
+    paired with seed by seed. Any caller with the same seeds shares the stored retrains.
+    ``confirmation``: the seeds are confirmation seeds (runs named ``…-c<r>``, apart from the
+    selection seeds' ``…-r<r>``)."""
     if not arms or arms[0].selection != "full":
         raise ValueError("the first arm must be the full source: the others are paired with it")
     num_units = len(study_unit_names(store))
-    specs_of = [arm_specs(arm, num_units, seeds) for arm in arms]
+    specs_of = [arm_specs(arm, num_units, seeds, confirmation) for arm in arms]
     all_specs = [spec for specs in specs_of for spec in specs]
-    report = run_sweep(store, store.path / SWEEP_DIR, all_specs, run_config, progress, stream, label="retrains")
+    label = "confirmation retrains" if confirmation else "retrains"
+    report = run_sweep(store, store.path / SWEEP_DIR, all_specs, run_config, progress, stream, label=label)
     accuracy = {spec.run_id: scoring_accuracy(report.store, spec, scoring, target) for spec in all_specs}
     full = np.array([accuracy[s.run_id] for s in specs_of[0]])
     results: list[ArmResult] = []
@@ -555,30 +650,34 @@ def _whatif_entry(ranking: Ranking) -> dict[str, object]:
         "predicted_gain": curve.predicted_gain,
         "scaling": curve.scaling,
         "predicted_accuracy_by_k": [float(v) for v in curve.predicted],
-        "predicted_stderr_by_k": [float(v) for v in curve.predicted_stderr],
+        "predicted_stderr_by_k": [float(v) if math.isfinite(v) else None for v in curve.predicted_stderr],  # no interval: null, never NaN
     }
 
 
+def _recommendation(result: CounterfactualResult) -> Recommendation:
+    if result.recommendation is None:
+        raise ValueError("the result has no recommendation: run_counterfactual confirms the candidate before writing")
+    return result.recommendation
+
+
 def recommended_source_text(result: CounterfactualResult) -> str:
-    best = result.recommended
+    """The units to train on, after a one-line ``# …`` header saying what is recommended with the
+    confirmed gain and its interval (the report shows that line)."""
+    rec = _recommendation(result)
     kept_mask = np.ones(len(result.class_names), dtype=bool)
-    if best is None:
-        header = "# full source: no removal beat it by more than 2 paired standard errors"
-    else:
-        kept_mask[list(best.arm.removed[0])] = False
-        header = (
-            f"# full source minus {best.arm.selection}-{best.arm.k}: {best.diff_vs_full:+.4f} accuracy "
-            f"(± {best.diff_se:.4f} SE, {best.accuracy.size} paired seeds)"
-        )
+    if rec.confirmed:
+        kept_mask[list(rec.removed)] = False
     kept = [name for name, keep in zip(result.class_names, kept_mask) if keep]
-    return "\n".join([header, *kept]) + "\n"
+    return "\n".join([header_line(rec), *kept]) + "\n"
 
 
 def write_counterfactual(result: CounterfactualResult) -> dict[str, Path]:
-    """``summary.csv``, ``removed.json`` and ``recommended_source.txt`` in the sweep directory."""
+    """``summary.csv``, ``removed.json``, ``recommendation.json`` and ``recommended_source.txt`` in
+    the sweep directory."""
     files = {
         "summary": (result.sweep_dir / "summary.csv", summary_csv(result)),
         "removed": (result.sweep_dir / "removed.json", removed_json(result)),
+        "recommendation": (result.sweep_dir / RECOMMENDATION_FILE, recommendation_json(_recommendation(result), result.class_names)),
         "recommended": (result.sweep_dir / "recommended_source.txt", recommended_source_text(result)),
     }
     result.sweep_dir.mkdir(parents=True, exist_ok=True)

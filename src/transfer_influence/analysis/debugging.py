@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import unknown_name_error
 from ..estimate import InfluenceEstimate, estimate
 from ..study.results import StudyResults
 from .projection import check_top
@@ -60,11 +60,8 @@ def find_target(results: StudyResults, target_id: str) -> int:
     """Column of a target test image by its id, or an ``InputError`` showing what ids look like."""
     matches = np.flatnonzero(results.target_ids == target_id)
     if matches.size == 0:
-        examples = ", ".join(repr(str(i)) for i in results.target_ids[:3])
-        raise InputError(
-            f"unknown target id {target_id!r}; ids look like {examples} (all {results.target_ids.size} are in "
-            "the study's data.npz, key target_test__ids)"
-        )
+        raise unknown_name_error("target id", target_id, [str(i) for i in results.target_ids], "target test ids",
+                                 "the study's data.npz, key target_test__ids")
     return int(matches[0])
 
 

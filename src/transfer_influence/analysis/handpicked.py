@@ -24,7 +24,7 @@ from typing import IO, Sequence
 import numpy as np
 import yaml
 
-from ..errors import InputError
+from ..errors import InputError, close_matches
 from ..execute import RunSummary
 from ..study.atomic import atomic_write_text
 from ..study.results import load_target_views
@@ -82,6 +82,13 @@ def _parse_mapping(path: Path) -> dict[str, list[str]]:
     return mapping
 
 
+def _guesses(unknown: Sequence[str], known: Sequence[str]) -> str:
+    """'; did you mean …' for the unknown names that have a close known one ('' when none has)."""
+    pairs = [(name, close_matches(name, known)) for name in unknown]
+    found = [f"{name!r} → {guesses[0]!r}" for name, guesses in pairs if guesses]
+    return f"; did you mean {', '.join(found)}?" if found else ""
+
+
 def relation_from_file(path: Path, target_names: Sequence[str], source_names: Sequence[str]) -> Relation:
     """Read a mapping file; names unknown on either side are refused together, with the valid ones."""
     mapping = _parse_mapping(path)
@@ -91,9 +98,11 @@ def relation_from_file(path: Path, target_names: Sequence[str], source_names: Se
     if bad_targets or bad_sources:
         problems = []
         if bad_targets:
-            problems.append(f"unknown target classes {bad_targets} (valid: {_listing(list(target_names))})")
+            problems.append(f"unknown target classes {bad_targets}{_guesses(bad_targets, target_names)} "
+                            f"(valid: {_listing(list(target_names))})")
         if bad_sources:
-            problems.append(f"unknown source classes {bad_sources} (valid: {_listing(list(source_names))})")
+            problems.append(f"unknown source classes {bad_sources}{_guesses(bad_sources, source_names)} "
+                            f"(valid: {_listing(list(source_names))})")
         raise InputError(f"--mapping {path}: " + "; ".join(problems) + "; names are matched exactly, case included")
     related = {t: tuple(dict.fromkeys(mapping.get(t, []))) for t in target_names}
     return Relation(related, f"mapping file {path}")

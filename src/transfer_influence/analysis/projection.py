@@ -16,12 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, unknown_name_error
 from ..estimate import InfluenceEstimate
 from ..study.store import DATA_FILE, StudyStore
 
-NAMES_SHOWN = 12
-"""How many valid names an error lists: enough to show the spelling, short enough to read."""
+SEE_CLASSES = "`transfer-influence influence STUDY` (its tables name every class)"
+"""Where an unknown-class error sends the reader for the names it does not list."""
 
 
 @dataclass(frozen=True)
@@ -107,27 +107,34 @@ def load_study_images(study_dir: Path, target: str | None = None) -> StudyImages
         )
 
 
-def check_top(top: int) -> int:
+def check_top(top: int, most: int | None = None, what: str = "") -> int:
+    """``top`` when it is at least 1 and, where ``most`` is given, at most ``most`` (``what`` names
+    that bound, e.g. "the study's 150 target test images"): checked before any estimate, so that a
+    number past the data is refused at once rather than computed and cut."""
     if top < 1:
         raise InputError(f"--top must be at least 1 (got {top})")
+    if most is not None and top > most:
+        raise InputError(f"--top {top} is more than {what}; give --top {most} or less")
     return top
 
 
-def _some_names(names: Sequence[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:NAMES_SHOWN])
-    return shown + (f", … ({len(names)} in all)" if len(names) > NAMES_SHOWN else "")
+def source_projection_limit(num_targets: int) -> int:
+    """The most target images ``project --source-class`` can list at each end: half of them, so that
+    no image is listed at both ends (at least one)."""
+    return max(1, num_targets // 2)
 
 
 def find_source_class(class_names: Sequence[str], name: str) -> int:
-    """Row of a source class, or an ``InputError`` that lists valid names."""
+    """Row of a source class, or an ``InputError`` with the close names and where to see them all."""
     if name not in class_names:
-        raise InputError(f"unknown source class {name!r}; the study's source classes are {_some_names(class_names)}")
+        raise unknown_name_error("source class", name, class_names, "source classes", SEE_CLASSES)
     return list(class_names).index(name)
 
 
 def find_target_class(target_class_names: Sequence[str], name: str) -> int:
+    """Label of a target class, or an ``InputError`` with the close names."""
     if name not in target_class_names:
-        raise InputError(f"unknown target class {name!r}; the study's target classes are {_some_names(target_class_names)}")
+        raise unknown_name_error("target class", name, target_class_names, "target classes", SEE_CLASSES)
     return list(target_class_names).index(name)
 
 
@@ -161,7 +168,7 @@ def project_source_class(
     check_top(top)
     row = find_source_class(influence.unit_names, source_class)
     values = influence.values[row]
-    count = min(top, max(1, values.size // 2))
+    count = min(top, source_projection_limit(values.size))
     highest = np.argsort(-values, kind="stable")[:count]
     lowest = np.argsort(values, kind="stable")[:count]
     return SourceProjection(

@@ -9,6 +9,12 @@ differences. Two questions are answered per ranking: how much accuracy its best 
 the full source, and how far removing its top-k falls below removing random k classes (how well it
 separates helpful classes from the rest); and between rankings, the paired difference of their
 bottom-k arms.
+
+"Its best removal" is the one its sweep chose on the selection seeds and then confirmed (or not) on
+fresh seeds (``analysis.recommendation``): the largest gain in the table is biased upwards by being
+the largest, so it is never reported as what a removal buys. Across rankings the best is chosen the
+same way — by the selection-seed gain of each ranking's candidate, never by the confirmed gains —
+and its confirmation is the verdict.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 from ..errors import InputError
 from ..study.atomic import atomic_write_text
 from .counterfactual import SWEEP_DIR, target_dir_name
+from .recommendation import Recommendation, confirmation_text, read_recommendation, selection_text
 
 REMOVED_FILE = "removed.json"
 COMPARISON_FILE = "rankings_compared.csv"
@@ -59,6 +66,8 @@ class RankingSweep:
     kind: str
     seeds: tuple[int, ...]
     accuracy: dict[tuple[str, int], np.ndarray]
+    recommendation: Recommendation | None = None
+    """The sweep's candidate and its confirmation (None: a sweep written before confirmations)."""
 
     @property
     def full(self) -> np.ndarray:
@@ -75,13 +84,11 @@ class RankingSweep:
         found classes that help more than average)."""
         return PairedDifference.of(self.accuracy[("random", k)], self.accuracy[("top", k)])
 
-    def best_removal(self) -> tuple[str, int, PairedDifference] | None:
-        """The arm naming one source (bottom-k, significant, what-if) with the largest mean gain."""
-        candidates = [(s, k) for s, k in self.accuracy if s in ("bottom", "significant", "whatif")]
-        if not candidates:
-            return None
-        scored = [(s, k, self.versus_full(s, k)) for s, k in candidates]
-        return max(scored, key=lambda item: item[2].mean)
+    def best_removal(self) -> Recommendation | None:
+        """The removal this ranking's sweep chose on the selection seeds, with its gain confirmed
+        (or not) on fresh seeds; None for a sweep written before confirmations. The arm with the
+        largest table gain is not it: that gain is the maximum of many noisy ones."""
+        return self.recommendation
 
 
 def _read_sweep(folder: Path, label: str) -> RankingSweep:
@@ -101,6 +108,7 @@ def _read_sweep(folder: Path, label: str) -> RankingSweep:
         kind=str(ranking["output_kind"]),
         seeds=tuple(int(s) for s in data["seeds"]),
         accuracy={(a["selection"], int(a["k"])): np.asarray(a["accuracy_per_seed"], dtype=np.float64) for a in arms},
+        recommendation=read_recommendation(folder),
     )
 
 
@@ -137,6 +145,21 @@ def read_ranking_sweeps(study_dir: str | Path, target: str | None = None) -> lis
     return sweeps
 
 
+def best_across(sweeps: list[RankingSweep]) -> tuple[RankingSweep, Recommendation] | None:
+    """The ranking whose candidate gained most on the selection seeds, with that candidate's
+    confirmation (None: no ranking has a candidate). Choosing by the confirmed gains instead would
+    bring the winner's curse back among the rankings."""
+    scored: list[tuple[RankingSweep, Recommendation]] = [
+        (s, s.recommendation) for s in sweeps if s.recommendation is not None and s.recommendation.candidate is not None
+    ]
+    return max(scored, key=lambda item: item[1].selection_gain, default=None)
+
+
+def unconfirmed_sweeps(sweeps: list[RankingSweep]) -> list[str]:
+    """Labels of the sweeps written before confirmations (no ``recommendation.json``)."""
+    return [s.label for s in sweeps if s.recommendation is None]
+
+
 def bottom_k_between(a: RankingSweep, b: RankingSweep, k: int) -> PairedDifference:
     """Accuracy after removing ``a``'s bottom k minus after removing ``b``'s, seed by seed."""
     return PairedDifference.of(a.accuracy[("bottom", k)], b.accuracy[("bottom", k)])
@@ -147,6 +170,24 @@ COMPARISON_COLUMNS = (
     "diff_vs_full", "diff_vs_full_se", "random_minus_top", "random_minus_top_se",
     "bottom_minus_first_ranking_bottom", "bottom_minus_first_ranking_bottom_se",
 )
+CONFIRMATION_COLUMNS = (
+    "chosen", "confirmed_gain", "confirmed_gain_se", "confirmed_ci95_low", "confirmed_ci95_high",
+    "confirmed_p_one_sided", "confirmed",
+)
+"""``chosen``: whether this arm is the ranking's candidate (chosen on the selection seeds); the
+``confirmed_*`` fields, on that row only, are its gain on the fresh confirmation seeds."""
+
+
+def _confirmation_fields(sweep: RankingSweep, selection: str, k: int) -> dict[str, object]:
+    rec = sweep.recommendation
+    empty = {key: "" for key in CONFIRMATION_COLUMNS}
+    if rec is None or rec.selection != selection or rec.k != k or rec.confirmation is None:
+        return {**empty, "chosen": "" if rec is None else False}
+    c = rec.confirmation
+    return {
+        "chosen": True, "confirmed_gain": c.mean, "confirmed_gain_se": c.stderr, "confirmed_ci95_low": c.low,
+        "confirmed_ci95_high": c.high, "confirmed_p_one_sided": c.p_value, "confirmed": c.confirmed,
+    }
 
 
 def comparison_rows(sweeps: list[RankingSweep]) -> list[dict[str, object]]:
@@ -166,6 +207,7 @@ def comparison_rows(sweeps: list[RankingSweep]) -> list[dict[str, object]]:
                 "diff_vs_full": gain.mean, "diff_vs_full_se": gain.stderr,
                 "random_minus_top": "", "random_minus_top_se": "",
                 "bottom_minus_first_ranking_bottom": "", "bottom_minus_first_ranking_bottom_se": "",
+                **_confirmation_fields(sweep, selection, k),
             }
             if selection == "top" and ("random", k) in sweep.accuracy:
                 sep = sweep.top_below_random(k)
@@ -182,9 +224,36 @@ def write_comparison(study_dir: str | Path, rows: list[dict[str, object]], targe
     """``STUDY/counterfactual/rankings_compared.csv`` (an extra target's: in its ``target-<name>``
     folder): the rows of ``comparison_rows``."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COMPARISON_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=COMPARISON_COLUMNS + CONFIRMATION_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     path = target_sweep_dir(study_dir, target) / COMPARISON_FILE
     atomic_write_text(path, buffer.getvalue())
     return path
+
+
+def best_removal_lines(sweeps: list[RankingSweep]) -> list[str]:
+    """What ``compare-rankings`` prints about acting on the rankings: each ranking's candidate and its
+    confirmed gain as an interval, then the best across rankings (chosen by selection-seed gain)."""
+    lines = []
+    for sweep in sweeps:
+        rec = sweep.best_removal()
+        if rec is None:
+            lines.append(f"{sweep.label}: no confirmation recorded (written by an older version): run its "
+                         "`transfer-influence counterfactual` command again")
+        else:
+            lines.append(f"{sweep.label}: {selection_text(rec)}; "
+                         + (confirmation_text(rec) if rec.candidate is not None else "nothing to confirm"))
+    best = best_across(sweeps)
+    if best is None:
+        lines.append("best removal across rankings: none gained on the selection seeds; keep the full source")
+    else:
+        sweep, rec = best
+        verdict = f"recommended: the full source minus {sweep.label}'s {rec.candidate}" if rec.confirmed else (
+            "not confirmed: keep the full source")
+        lines.append(f"best removal across rankings (chosen by selection-seed gain, not by confirmed gain): {sweep.label}'s "
+                     f"{rec.candidate}, confirmed gain {confirmation_text(rec)}; {verdict}")
+    missing = unconfirmed_sweeps(sweeps)
+    if missing:
+        lines.append(f"(rankings without a confirmation, left out of the choice: {', '.join(missing)})")
+    return lines

@@ -32,7 +32,7 @@ from typing import IO, Sequence
 
 import numpy as np
 
-from ..errors import InputError, StudyMismatchError
+from ..errors import InputError, StudyMismatchError, unknown_name_error
 from ..estimate import check_estimator, estimate
 from ..execute import RunSummary, run_sweep
 from ..study.atomic import atomic_write_text
@@ -104,7 +104,7 @@ def _open_checked(
         raise InputError(f"{study_dir} has one source class; removing it would leave nothing to train on")
     kind = kind or results.config.analysis.output_kind
     if kind not in OUTPUT_KINDS:
-        raise InputError(f"unknown output kind {kind!r}; choose one of {list(OUTPUT_KINDS)}")
+        raise unknown_name_error("output kind", kind, list(OUTPUT_KINDS))
     estimator = check_estimator(estimator or results.config.analysis.estimator)
     return _Context(store, results, kind, estimator, retrain_seeds(store.config.seed, repeats), extra)
 

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from transfer_influence.data.base import ImageDataset, concatenate
 from transfer_influence.data.splits import TargetSplit, few_shot_split
+from transfer_influence.errors import InputError, close_matches, unknown_name_error
 
 
 # Registry name → (module, loader function), imported only when that dataset is loaded.
@@ -29,11 +30,11 @@ _LOADERS: dict[str, tuple[str, str]] = {
 
 
 def loader_for(name: str) -> Callable[..., ImageDataset]:
-    """The loader function behind a registry name."""
+    """The loader function behind a registry name (an ``InputError`` with the close names if none)."""
     try:
         module, function = _LOADERS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}") from None
+        raise unknown_name_error("dataset", name, DATASET_NAMES) from None
     return getattr(importlib.import_module(f"transfer_influence.data.{module}"), function)
 
 
@@ -51,23 +52,32 @@ def load_dataset(name: str, /, **options: Any) -> ImageDataset:
     mnist5k / digits / fashion_mnist -> :mod:`transfer_influence.data.loaders`,
     cifar10 / cifar100 / image_folder -> :mod:`transfer_influence.data.formats`.
     """
-    loader = loader_for(name)
-    _check_options(name, loader, options)
+    loader = check_dataset(name, options)
     return loader(**options)
 
 
-def _check_options(name: str, loader: Callable[..., ImageDataset], options: dict[str, Any]) -> None:
-    """Turn a misspelt or missing option into one clear error instead of a TypeError deep inside."""
+def check_dataset(name: str, options: dict[str, Any]) -> Callable[..., ImageDataset]:
+    """The loader of ``name`` once its name and option names are known good: a config is checked
+    with this when it is read, so that a misspelt dataset or option is one clear ``InputError``
+    (with the close names) before any study directory exists or any data is loaded."""
+    loader = loader_for(name)
     signature = inspect.signature(loader)
+    accepted = [p for p, parameter in signature.parameters.items() if parameter.kind is not parameter.VAR_KEYWORD]
+    for option in options:
+        if option not in accepted:
+            guesses = close_matches(option, accepted)
+            guess = f"; did you mean {' or '.join(map(repr, guesses))}?" if guesses else ""
+            raise InputError(f"dataset {name!r}: unknown option {option!r}{guess}; its options are: {', '.join(accepted)}")
     try:
         signature.bind(**options)
     except TypeError as exc:
-        accepted = ", ".join(signature.parameters)
-        raise ValueError(f"dataset {name!r}: {exc}; its options are: {accepted}") from None
+        raise InputError(f"dataset {name!r}: {exc}; its options are: {', '.join(accepted)}") from None
+    return loader
 
 
 __all__ = [
     "DATASET_NAMES",
+    "check_dataset",
     "ImageDataset",
     "TargetSplit",
     "concatenate",

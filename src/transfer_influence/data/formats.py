@@ -17,6 +17,7 @@ import numpy as np
 
 from transfer_influence.data.base import ImageDataset
 from transfer_influence.data.loaders import first_per_class
+from transfer_influence.errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _CIFAR_SPLITS = ("train", "test", "all")
@@ -37,9 +38,9 @@ def _unpickle(path: Path) -> dict[str, Any]:
         try:
             content = pickle.load(handle, encoding="bytes")
         except Exception as exc:  # pickle raises many types on garbage
-            raise ValueError(f"{path}: not a CIFAR pickle batch ({exc})") from exc
+            raise InputError(f"{path}: not a CIFAR pickle batch ({exc})") from exc
     if not isinstance(content, dict):
-        raise ValueError(f"{path}: expected a dict, found {type(content).__name__}")
+        raise InputError(f"{path}: expected a dict, found {type(content).__name__}")
     return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in content.items()}
 
 
@@ -51,7 +52,7 @@ def _cifar_images(batch: dict[str, Any], path: Path) -> np.ndarray:
     """Rows of 3072 bytes (1024 red, 1024 green, 1024 blue, each row-major 32x32) as (N,3,32,32)."""
     data = np.asarray(batch.get("data"))
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(f"{path}: 'data' must be (N, 3072), found {data.shape}")
+        raise InputError(f"{path}: 'data' must be (N, 3072), found {data.shape}")
     return np.ascontiguousarray(data.astype(np.uint8).reshape(-1, 3, 32, 32))
 
 
@@ -66,7 +67,7 @@ def _resolve_root(root: str | Path, subfolder: str) -> Path:
 
 def _check_split(split: str) -> None:
     if split not in _CIFAR_SPLITS:
-        raise ValueError(f"split must be one of {_CIFAR_SPLITS}, got {split!r}")
+        raise InputError(f"split must be one of {_CIFAR_SPLITS}, got {split!r}")
 
 
 def _assemble(
@@ -78,7 +79,7 @@ def _assemble(
     images, labels, ids = [], [], []
     for split_name, x, y in parts:
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{name}/{split_name}: {x.shape[0]} images but {y.shape[0]} labels")
+            raise InputError(f"{name}/{split_name}: {x.shape[0]} images but {y.shape[0]} labels")
         keep = first_per_class(y, max_per_class)
         images.append(x[keep])
         labels.append(y[keep])
@@ -128,7 +129,7 @@ def load_cifar100(
     """
     _check_split(split)
     if label_mode not in ("fine", "coarse"):
-        raise ValueError(f"label_mode must be 'fine' or 'coarse', got {label_mode!r}")
+        raise InputError(f"label_mode must be 'fine' or 'coarse', got {label_mode!r}")
     folder = _resolve_root(root, "cifar-100-python")
     class_names = _names(_unpickle(folder / "meta")[f"{label_mode}_label_names"])
     parts = []
@@ -183,7 +184,7 @@ def load_image_folder(
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     if size < 1:
-        raise ValueError(f"size must be positive, got {size}")
+        raise InputError(f"size must be positive, got {size}")
     dataset_name = name or "image_folder"
     suffixes = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
     class_dirs = sorted(
@@ -191,7 +192,7 @@ def load_image_folder(
         key=lambda d: d.name,
     )
     if not class_dirs:
-        raise ValueError(f"{folder} has no class sub-folders (expected root/<class>/<image>)")
+        raise InputError(f"{folder} has no class sub-folders (expected root/<class>/<image>)")
     images: list[np.ndarray] = []
     labels: list[int] = []
     ids: list[str] = []
@@ -200,7 +201,7 @@ def load_image_folder(
             p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
         )
         if not files:
-            raise ValueError(
+            raise InputError(
                 f"class folder {class_dir} has no {sorted(suffixes)} images; remove it or add some"
             )
         if max_per_class is not None:
@@ -210,7 +211,7 @@ def load_image_folder(
                 with Image.open(path) as image:
                     images.append(_convert(image, size, grayscale, keep_aspect))
             except OSError as exc:
-                raise ValueError(f"{path}: cannot be read as an image ({exc})") from exc
+                raise InputError(f"{path}: cannot be read as an image ({exc})") from exc
             labels.append(label)
             ids.append(f"{dataset_name}/{class_dir.name}/{path.relative_to(class_dir).as_posix()}")
     return ImageDataset(
@@ -239,9 +240,9 @@ def resize(
     c, h, w = dataset.image_shape
     target_c = c if channels is None else channels
     if target_c not in (1, 3) or c not in (1, 3):
-        raise ValueError(f"only 1 or 3 channels are supported (have {c}, asked {target_c})")
+        raise InputError(f"only 1 or 3 channels are supported (have {c}, asked {target_c})")
     if size < 1:
-        raise ValueError(f"size must be positive, got {size}")
+        raise InputError(f"size must be positive, got {size}")
     out = np.empty((len(dataset), target_c, size, size), np.uint8)
     mode = "L" if target_c == 1 else "RGB"
     for i, image in enumerate(dataset.images):

@@ -52,6 +52,7 @@ import numpy as np
 
 from transfer_influence.data.base import ImageDataset
 from transfer_influence.data.loaders import center_by_mass
+from transfer_influence.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.ft2font import FT2Font
@@ -138,7 +139,7 @@ def resolve_classes(classes: str | Sequence[str]) -> tuple[str, ...]:
     """The class characters, in label order, from a preset name or an explicit list."""
     if isinstance(classes, str):
         if classes not in CLASS_SETS:
-            raise ValueError(
+            raise InputError(
                 f"unknown glyph class set {classes!r}; use one of {sorted(CLASS_SETS)} "
                 "or an explicit list of single characters"
             )
@@ -146,10 +147,10 @@ def resolve_classes(classes: str | Sequence[str]) -> tuple[str, ...]:
     chars = tuple(classes)
     bad = [c for c in chars if not isinstance(c, str) or len(c) != 1 or c.isspace()]
     if bad or not chars:
-        raise ValueError(f"glyph classes must be single visible characters, got {bad or chars!r}")
+        raise InputError(f"glyph classes must be single visible characters, got {bad or chars!r}")
     duplicated = sorted({c for c in chars if chars.count(c) > 1})
     if duplicated:
-        raise ValueError(f"glyph classes repeat {duplicated}")
+        raise InputError(f"glyph classes repeat {duplicated}")
     return chars
 
 
@@ -344,7 +345,7 @@ def _usable_faces(
     font_paths: Sequence[str | Path] | None, max_fonts: int | None
 ) -> list[_Face]:
     if max_fonts is not None and max_fonts < 1:
-        raise ValueError(f"max_fonts must be positive, got {max_fonts}")
+        raise InputError(f"max_fonts must be positive, got {max_fonts}")
     candidates: list[_Face] = []
     for path in candidate_font_files(font_paths):
         problem, name = _inspect_face(path)
@@ -486,7 +487,7 @@ def _render_class(
     """All images of one class: faces cycled in a seeded order, each image augmented."""
     usable = [face for face in faces if pool.supports(face, char)]
     if not usable:
-        raise ValueError(f"no usable font face has a glyph for {char!r}")
+        raise InputError(f"no usable font face has a glyph for {char!r}")
     # Seeded per class from (seed, char, faces, count): a class renders the same whatever other
     # classes are requested with it.
     rng = np.random.default_rng(
@@ -608,7 +609,7 @@ def load_glyphs(
     """
     chars = resolve_classes(classes)
     if images_per_class < 1:
-        raise ValueError(f"images_per_class must be positive, got {images_per_class}")
+        raise InputError(f"images_per_class must be positive, got {images_per_class}")
     files = candidate_font_files(font_paths)
     key = _cache_key(chars, images_per_class, seed, max_fonts, files)
     cache_path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -620,7 +621,7 @@ def load_glyphs(
 
     faces = _usable_faces(font_paths, max_fonts)
     if not faces:
-        raise ValueError(
+        raise InputError(
             "no usable font face found"
             + (f" in {list(map(str, font_paths))}" if font_paths is not None else "")
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from transfer_influence.data.base import ImageDataset
+from transfer_influence.errors import InputError
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 FASHION_CLASSES = (
@@ -51,7 +52,7 @@ def first_per_class(labels: np.ndarray, max_per_class: int | None) -> np.ndarray
     if max_per_class is None:
         return np.arange(labels.shape[0])
     if max_per_class < 1:
-        raise ValueError(f"max_per_class must be positive, got {max_per_class}")
+        raise InputError(f"max_per_class must be positive, got {max_per_class}")
     keep = np.zeros(labels.shape[0], dtype=bool)
     for value in np.unique(labels):
         keep[np.flatnonzero(labels == value)[:max_per_class]] = True
@@ -254,7 +255,7 @@ def load_fashion_mnist(
     ``max_per_class`` keeps the first k of each class per split file, in file order.
     """
     if split not in _FASHION_SPLITS:
-        raise ValueError(f"split must be one of {sorted(_FASHION_SPLITS)}, got {split!r}")
+        raise InputError(f"split must be one of {sorted(_FASHION_SPLITS)}, got {split!r}")
     folder = Path(root) if root is not None else DEFAULT_FASHION_ROOT
     if not folder.is_dir():
         raise FileNotFoundError(f"Fashion-MNIST folder {folder} does not exist. {_fashion_fix()}")

@@ -24,6 +24,7 @@ import numpy as np
 
 from transfer_influence.data.base import ImageDataset
 from transfer_influence.data.glyphs import load_glyphs, resolve_classes
+from transfer_influence.errors import InputError
 
 #: Added to ``seed`` before rendering, so that the scrambled images are other renderings (other
 #: rotations, scales, shifts, strokes, face order) than a regular glyph source with the same seed.
@@ -55,16 +56,16 @@ def shown_chars(dataset: ImageDataset) -> np.ndarray:
 def _check_options(classes: object, images_per_class: object, seed: object, chars: tuple[str, ...]) -> None:
     """One clear error per bad option, before any rendering."""
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-        raise ValueError(
+        raise InputError(
             f"scrambled_glyphs: classes is the number of junk classes, a positive integer, got {classes!r}; "
             "the characters drawn are set by chars"
         )
     if not isinstance(images_per_class, int) or isinstance(images_per_class, bool) or images_per_class < 1:
-        raise ValueError(f"scrambled_glyphs: images_per_class must be a positive integer, got {images_per_class!r}")
+        raise InputError(f"scrambled_glyphs: images_per_class must be a positive integer, got {images_per_class!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"scrambled_glyphs: seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"scrambled_glyphs: seed must be a non-negative integer, got {seed!r}")
     if len(chars) < 2:
-        raise ValueError(
+        raise InputError(
             f"scrambled_glyphs: chars must hold at least 2 characters to mix, got {list(chars)}"
         )
 

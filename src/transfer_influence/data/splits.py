@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from transfer_influence.data.base import ImageDataset
+from transfer_influence.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,9 @@ def few_shot_split(
     always give the same split; both parts keep the dataset's order.
     """
     if shots_per_class < 1:
-        raise ValueError(f"shots_per_class must be at least 1, got {shots_per_class}")
+        raise InputError(f"shots_per_class must be at least 1, got {shots_per_class}")
     if test_size is not None and test_size < 1:
-        raise ValueError(f"test_size must be at least 1 (or None for all the rest), got {test_size}")
+        raise InputError(f"test_size must be at least 1 (or None for all the rest), got {test_size}")
     rng = np.random.default_rng(seed)
     labels = np.asarray(dataset.labels)
     counts = np.bincount(labels, minlength=dataset.num_classes)
@@ -64,7 +65,7 @@ def few_shot_split(
         if counts[c] < shots_per_class + 1
     ]
     if short:
-        raise ValueError(
+        raise InputError(
             f"dataset {dataset.name!r}: {shots_per_class}-shot split needs at least "
             f"{shots_per_class + 1} examples per class (shots plus one to test); too few in "
             + ", ".join(short)
@@ -80,7 +81,7 @@ def few_shot_split(
         test_parts = pools
     else:
         if test_size > available.sum():
-            raise ValueError(
+            raise InputError(
                 f"dataset {dataset.name!r}: test_size {test_size} exceeds the "
                 f"{int(available.sum())} examples left after {shots_per_class} shots per class"
             )

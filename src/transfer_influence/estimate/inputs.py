@@ -28,19 +28,29 @@ def _validate(masks: np.ndarray, outputs: np.ndarray) -> np.ndarray:
     return masks
 
 
-def _check_classes_vary(n_in: np.ndarray, m: int, class_names: Sequence[str]) -> None:
+def _unit_list(columns: np.ndarray, class_names: Sequence[str] | None) -> str:
+    """Classes by name; without names, by mask column, said as such — a bare column number quoted
+    like a name ('21') reads as a class called 21 (and glyph classes are called '0'…'9')."""
+    shown = columns[:10]
+    more = f" and {columns.size - 10} more" if columns.size > 10 else ""
+    if class_names is None:
+        return f"mask columns {', '.join(str(int(k)) for k in shown)}{more} (pass class_names to name them)"
+    return ", ".join(repr(class_names[k]) for k in shown) + more
+
+
+def _check_classes_vary(n_in: np.ndarray, m: int, class_names: Sequence[str] | None) -> None:
     always = np.flatnonzero(n_in == m)
     never = np.flatnonzero(n_in == 0)
     if always.size or never.size:
         parts = []
         if always.size:
-            parts.append(f"in every subset: {[class_names[k] for k in always[:10]]}")
+            parts.append(f"in every subset: {_unit_list(always, class_names)}")
         if never.size:
-            parts.append(f"in no subset: {[class_names[k] for k in never[:10]]}")
+            parts.append(f"in no subset: {_unit_list(never, class_names)}")
         raise InputError(
-            "influence is undefined for classes " + "; ".join(parts)
-            + " — each class must be both included and excluded by some model; train more models "
-            "or use a design with alpha strictly between 0 and 1"
+            f"influence is undefined, over these {m} models, for classes " + "; classes ".join(parts)
+            + " — each class must be both included and excluded by some model; train more models or use a "
+            "design with alpha strictly between 0 and 1"
         )
 
 
@@ -64,5 +74,5 @@ def prepare_inputs(
     if len(ids) != n:
         raise InputError(f"{len(ids)} target ids for {n} output columns")
     n_in = masks.sum(axis=0).astype(np.int64)
-    _check_classes_vary(n_in, m, names)
+    _check_classes_vary(n_in, m, names if class_names is not None else None)
     return masks, names, ids, n_in

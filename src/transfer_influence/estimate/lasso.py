@@ -114,15 +114,20 @@ class LassoEstimate:
     A sibling of :class:`InfluenceEstimate` rather than one: a LASSO coefficient has no simple
     standard error (the selection is part of the estimate), so its quality is reported as held-out
     fit instead. ``values[k, j]`` is source unit k's coefficient for target j, fitted on the models
-    not held out (``heldout_models`` marks the others); ``lambdas`` is the (k, n) grid each target
-    was fitted along, ``chosen_index``/``chosen_lambda`` the λ with the least held-out squared error
-    (ties go to the larger λ, the sparser model), and ``heldout_mse`` the error path. A target whose
-    held-out error stopped improving for ``patience`` consecutive λ was not solved further along its
-    grid: its later entries of ``heldout_mse`` are NaN (not fitted), and ``chosen_index`` is the
-    argmin over the fitted ones (``np.nanargmin``).
-    ``heldout_r2`` is 1 − MSE / (held-out error of predicting the training mean); ``heldout_spearman``
-    ranks the held-out predictions against the outputs (NaN where no unit was selected, so the
-    prediction is constant). ``intercept`` is the training mean of each target's output.
+    not held out (``heldout_models`` marks the others). The held-out models are split in two:
+    ``selection_models`` choose λ and ``scoring_models`` score the chosen fit. Why: an error measured
+    on the models that picked λ is the minimum over the path of noisy errors, so it is optimistic;
+    the scoring models played no part in the fit or the choice, so their scores are honest.
+    ``lambdas`` is the (k, n) grid each target was fitted along, ``chosen_index``/``chosen_lambda``
+    the λ with the least squared error on the selection models (ties go to the larger λ, the
+    sparser model), and ``heldout_mse`` that error path. A target whose error stopped improving for
+    ``patience`` consecutive λ was not solved further along its grid: its later entries of
+    ``heldout_mse`` are NaN (not fitted), and ``chosen_index`` is the argmin over the fitted ones
+    (``np.nanargmin``).
+    ``heldout_r2`` is 1 − MSE / (error of predicting the training mean) and ``heldout_spearman`` ranks
+    the predictions against the outputs (NaN where no unit was selected, so the prediction is
+    constant), both on the scoring models only. ``intercept`` is the training mean of each target's
+    output.
     """
 
     values: np.ndarray
@@ -134,6 +139,8 @@ class LassoEstimate:
     heldout_r2: np.ndarray
     heldout_spearman: np.ndarray
     heldout_models: np.ndarray
+    selection_models: np.ndarray
+    scoring_models: np.ndarray
     unit_names: tuple[str, ...]
     target_ids: tuple[str, ...]
     output_kind: str | None = None
@@ -147,6 +154,11 @@ class LassoEstimate:
     @property
     def num_heldout(self) -> int:
         return int(self.heldout_models.sum())
+
+    @property
+    def num_scoring(self) -> int:
+        """Held-out models that scored the fit (``heldout_r2``, ``heldout_spearman``), none of which chose λ."""
+        return int(self.scoring_models.sum())
 
     def column(self, target: str | int) -> np.ndarray:
         j = self.target_ids.index(str(target)) if isinstance(target, str) else int(target)
@@ -173,9 +185,11 @@ def lasso_datamodel(
 
     ``holdout`` is the fraction of models left out of the fit (drawn with ``seed``; with ``blocks``,
     whole design blocks are left out so that paired models never straddle the split) or a boolean
-    array marking the held-out models. Each target's grid has ``n_lambdas`` values from its own
-    λ_max (where every coefficient is zero) down to ``min_ratio``·λ_max, log-spaced; the λ with the
-    least held-out squared error is chosen. The returned coefficients are the fit on the training
+    array marking the held-out models; the held-out models are then split in two at random (whole
+    blocks again), one half choosing λ and the other scoring the result, so at least 4 are needed.
+    Each target's grid has ``n_lambdas`` values from its own λ_max (where every coefficient is zero)
+    down to ``min_ratio``·λ_max, log-spaced; the λ with the least squared error on the selection
+    half is chosen. The returned coefficients are the fit on the training
     models at that λ — not refitted on all models: the chosen λ is calibrated to the training size,
     and the refit would cost a second path.
 
@@ -198,6 +212,7 @@ def lasso_datamodel(
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1):
         raise InputError(f"patience must be a positive integer (λ steps without held-out improvement) or None, got {patience!r}")
     heldout = _heldout_models(holdout, m, seed, blocks)
+    selection, scoring = _split_heldout(heldout, seed, blocks)
     train = ~heldout
 
     mask_mean = masks[train].mean(axis=0, dtype=np.float64)
@@ -209,11 +224,10 @@ def lasso_datamodel(
     lam_max = np.where(lam_max > 0, lam_max, 1.0)
     grid = lam_max[None, :] * np.logspace(0.0, np.log10(min_ratio), n_lambdas)[:, None]
 
-    x_held = masks[heldout].astype(np.float64) - mask_mean
-    y_held = outputs[heldout].astype(np.float64) - output_mean
+    x_held = masks[selection].astype(np.float64) - mask_mean
+    y_held = outputs[selection].astype(np.float64) - output_mean
     mse_path = np.full((n_lambdas, n), np.nan)
     best_coef = np.zeros((num_units, n))
-    best_pred = np.zeros_like(y_held)
     best_mse = np.full(n, np.inf)
     best_index = np.zeros(n, dtype=np.intp)
     active = np.ones(n, dtype=bool)
@@ -227,13 +241,11 @@ def lasso_datamodel(
         best_mse[improved] = mse[better]
         best_index[improved] = i
         best_coef[:, improved] = coef[:, improved]
-        best_pred[:, improved] = pred[:, better]
         if patience is not None:
             active[columns[i - best_index[columns] >= patience]] = False
     chosen = best_index  # = np.nanargmin(mse_path, axis=0): strict improvement keeps the larger λ on ties
-    baseline = (y_held**2).mean(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(baseline > 0, 1.0 - best_mse / baseline, np.nan)
+    r2, spearman = _scores(masks[scoring].astype(np.float64) - mask_mean,
+                           outputs[scoring].astype(np.float64) - output_mean, best_coef)
     return LassoEstimate(
         values=best_coef.astype(np.float32),
         intercept=output_mean,
@@ -242,8 +254,10 @@ def lasso_datamodel(
         chosen_lambda=grid[chosen, np.arange(n)],
         heldout_mse=mse_path,
         heldout_r2=r2,
-        heldout_spearman=_column_spearman(best_pred, y_held),
+        heldout_spearman=spearman,
         heldout_models=heldout,
+        selection_models=selection,
+        scoring_models=scoring,
         unit_names=names,
         target_ids=ids,
         output_kind=output_kind,
@@ -337,6 +351,27 @@ def _heldout_models(holdout: float | np.ndarray, m: int, seed: int, blocks: np.n
             "both need at least 2 — train more models or change holdout"
         )
     return heldout
+
+
+def _split_heldout(heldout: np.ndarray, seed: int, blocks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(selection, scoring): the held-out models split in two at random, whole blocks together.
+
+    Why two parts: the part that chooses λ cannot also score the choice without flattering it."""
+    rows = np.flatnonzero(heldout)
+    rng = np.random.default_rng([seed, 0x5C0E])
+    groups = np.asarray(blocks)[rows] if blocks is not None else rows
+    ids = rng.permutation(np.unique(groups))
+    chosen = np.isin(groups, ids[: ids.size // 2])
+    selection = np.zeros_like(heldout)
+    scoring = np.zeros_like(heldout)
+    selection[rows[chosen]] = True
+    scoring[rows[~chosen]] = True
+    if selection.sum() < 2 or scoring.sum() < 2:
+        raise InputError(
+            f"the {rows.size} held-out models split into {int(selection.sum())} that choose λ and "
+            f"{int(scoring.sum())} that score the fit; both need at least 2 — raise holdout or train more models"
+        )
+    return selection, scoring
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,6 +648,17 @@ def _predict(x_held: np.ndarray, coef: np.ndarray) -> np.ndarray:
     if rows.size == 0:
         return np.zeros((x_held.shape[0], coef.shape[1]))
     return x_held[:, rows] @ coef[rows]
+
+
+def _scores(x_score: np.ndarray, y_score: np.ndarray, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R², Spearman) per target of the chosen fit on the scoring models (centred by the training
+    means, so R² compares against predicting the training mean)."""
+    pred = _predict(x_score, coef)
+    baseline = (y_score**2).mean(axis=0)
+    mse = ((y_score - pred) ** 2).mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(baseline > 0, 1.0 - mse / np.where(baseline > 0, baseline, 1.0), np.nan)
+    return r2, _column_spearman(pred, y_score)
 
 
 def _column_spearman(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:

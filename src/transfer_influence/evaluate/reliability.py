@@ -122,9 +122,11 @@ class ReliabilityCurve:
 
     @property
     def full_study_reliability(self) -> float:
-        """Spearman–Brown step-up: reliability of the estimate from all models (twice a half)."""
+        """Spearman–Brown step-up: reliability of the estimate from all models (twice a half).
+        Only a positive split-half correlation steps up; a non-positive one is returned as it is
+        (2r/(1+r) would report −1.2 for r = −0.38, a reliability below −1)."""
         r = self.at_full_size
-        return 2 * r / (1 + r) if r > -1 else r
+        return 2 * r / (1 + r) if r > 0 else r
 
 
 def _fit_spearman_brown(h: np.ndarray, r: np.ndarray) -> float:
@@ -209,6 +211,50 @@ def _held_out_groups(groups: list[np.ndarray], fraction: float) -> int:
     return int(min(np.searchsorted(sizes, wanted) + 1, len(groups)))
 
 
+def held_out_rows(
+    m: int, blocks: np.ndarray | None = None, held_out_fraction: float = 0.25, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows) of the held-out split every held-out score uses (held-out
+    Spearman here, the LDS in ``lds``): about ``held_out_fraction`` of the models, whole blocks."""
+    groups = _shuffled_groups(m, blocks, np.random.default_rng(seed))
+    held = _held_out_groups(groups, held_out_fraction)
+    return _rows(groups[held:]), _rows(groups[:held])
+
+
+def unmeasured_units(masks: np.ndarray) -> np.ndarray:
+    """Columns of ``masks`` that are in every row or in none: no estimator can measure them there."""
+    counts = np.asarray(masks, dtype=bool).sum(axis=0)
+    return np.flatnonzero((counts == 0) | (counts == masks.shape[0]))
+
+
+def held_out_problem(
+    masks: np.ndarray,
+    blocks: np.ndarray | None = None,
+    held_out_fraction: float = 0.25,
+    seed: int = 0,
+    unit_names: tuple[str, ...] | None = None,
+) -> str | None:
+    """Why the held-out split cannot be scored, or None when it can.
+
+    Why this exists: a study can pass the plan check (every class in and out of *some* subset) and
+    still leave a class in no subset of the models the held-out score is fitted on — a partition
+    block of the demo sits 2 of its 72 classes out, so with two blocks, fitting on one of them
+    cannot estimate those 2. The diagnostics then skip the score with this reason instead of failing."""
+    masks = np.asarray(masks, dtype=bool)
+    train, test = held_out_rows(masks.shape[0], blocks, held_out_fraction, seed)
+    if train.size < 4 or test.size < 3:
+        return (f"the held-out split (whole design blocks) leaves {train.size} models to fit on and {test.size} to "
+                "score; it needs at least 4 and 3: train a few more blocks")
+    missing = unmeasured_units(masks[train])
+    if missing.size:
+        names = [unit_names[k] if unit_names is not None else f"column {k}" for k in missing[:8]]
+        more = f" and {missing.size - 8} more" if missing.size > 8 else ""
+        return (f"the {train.size} models the held-out score is fitted on hold {missing.size} classes in every subset or "
+                f"in none ({', '.join(map(repr, names))}{more}), so their influence cannot be fitted there; "
+                "train more models (more design blocks)")
+    return None
+
+
 def held_out_spearman(
     masks: np.ndarray,
     outputs: np.ndarray,
@@ -224,18 +270,17 @@ def held_out_spearman(
     For each level and each of its columns, the prediction for a held-out model is
     Σ_k (mask_k − mean mask_k)·Infl_k, and the score is the Spearman over held-out models between
     prediction and actual output, averaged over the level's columns. With ``blocks`` the held-out
-    models are whole design blocks; when whole blocks cannot leave at least 4 models on each side
-    (e.g. a study's first block) every score is NaN.
+    models are whole design blocks. When the split cannot be scored (``held_out_problem``: whole
+    blocks leave too few models on a side, as in a study's first block, or the models fitted on
+    leave some class always in or always out) every score is NaN.
     """
     masks = np.asarray(masks, dtype=bool)
     m = masks.shape[0]
     if m < 8:
         raise InputError(f"held-out Spearman needs at least 8 models, got {m}")
-    groups = _shuffled_groups(m, blocks, np.random.default_rng(seed))
-    held = _held_out_groups(groups, held_out_fraction)
-    test, train = _rows(groups[:held]), _rows(groups[held:])
-    if train.size < 4:  # blocks too large to leave 4 models on each side: not measurable yet
+    if held_out_problem(masks, blocks, held_out_fraction, seed) is not None:
         return {level: float("nan") for level in LEVELS}
+    train, test = held_out_rows(m, blocks, held_out_fraction, seed)
     fit = fitter_for(estimator_name)
     scores: dict[str, float] = {}
     for level, y in level_outputs(outputs, target_labels, num_target_classes).items():

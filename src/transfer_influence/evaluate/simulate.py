@@ -7,9 +7,10 @@ Outputs follow an additive model with the noise structure seen in real studies:
 
 β_kj = B_k,c(j) + δ_kj are class effects per target class plus per-example deviations, γ sparse
 pairwise interactions, and u (per model), v (per model and target class) and e (per model and
-example) training noise. Every design here gives each model a uniformly random set of s classes
-(s = round(α·K) for iid, K/2 for complement, ⌊α·K⌋ for partition), so both estimands are known
-exactly:
+example) training noise; given design blocks, ``block_noise`` adds a shift shared by a block's
+models (overall and per target class), as one training seed per block gives. Every design here
+gives each model a uniformly random set of s classes (s = round(α·K) for iid, K/2 for complement,
+⌊α·K⌋ for partition), so both estimands are known exactly:
 
 * difference of means (``estimator="dim"``):
 
@@ -56,6 +57,11 @@ class SimulatorSpec:
     model_class_noise: float = 0.03
     example_noise: float = 0.08
     base: float = 0.85
+    block_noise: float = 0.0
+    """sd of a shift shared by the models of one design block (``train.seeding: block`` gives them
+    one seed), drawn per block overall and per block × target class; only where ``outputs`` is
+    given the blocks. Why: it is what makes a blocked design's models dependent, which the
+    bootstrap and the intervals must respect."""
     seed: int = 0
 
 
@@ -81,8 +87,9 @@ class StudySimulator:
     def num_targets(self) -> int:
         return int(self.target_labels.size)
 
-    def outputs(self, masks: np.ndarray, seed: int) -> np.ndarray:
-        """(m × n) simulated outputs for the models' masks, with fresh training noise."""
+    def outputs(self, masks: np.ndarray, seed: int, blocks: np.ndarray | None = None) -> np.ndarray:
+        """(m × n) simulated outputs for the models' masks, with fresh training noise; ``blocks``
+        (one design block per model) adds the spec's ``block_noise`` shared within each block."""
         s, rng = self.spec, np.random.default_rng(seed)
         masks = np.asarray(masks, dtype=np.float64)
         m = masks.shape[0]
@@ -94,7 +101,19 @@ class StudySimulator:
         y += per_class[:, self.target_labels]
         y += rng.normal(0, s.model_noise, size=(m, 1))
         y += rng.normal(0, s.example_noise, size=y.shape)
+        if blocks is not None and s.block_noise > 0:
+            y += self._block_shifts(np.asarray(blocks), m, rng)
         return y.astype(np.float32)
+
+    def _block_shifts(self, blocks: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+        """(m × n) shifts shared by the models of each block: one overall, one per target class."""
+        if blocks.shape != (m,):
+            raise InputError(f"blocks must hold one design block id per model ({m}), got shape {blocks.shape}")
+        _, index = np.unique(blocks, return_inverse=True)
+        num_blocks, sd = int(index.max()) + 1, self.spec.block_noise
+        overall = rng.normal(0, sd, size=(num_blocks, 1))
+        per_class = rng.normal(0, sd, size=(num_blocks, self.spec.num_target_classes))
+        return (overall + per_class)[index][:, self.target_labels]
 
     def true_influence(
         self, alpha: float | None = None, level: str = "target_class", *, size: int | None = None,

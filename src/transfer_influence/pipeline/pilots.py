@@ -15,7 +15,7 @@ from typing import IO
 
 import numpy as np
 
-from ..analysis.convergence import study_held_out, study_split_half
+from ..analysis.convergence import MIN_MODELS, study_held_out, study_split_half
 from ..errors import PlanError
 from ..evaluate.reliability import LEVEL_NAMES, ReliabilityCurve
 from ..study.config import StudyConfig
@@ -54,8 +54,14 @@ class Recommendation:
     pilots: list[Pilot] = field(default_factory=list)
 
     def best(self) -> tuple[Pilot, str]:
-        """The pilot and estimator with the highest projected reliability within the budget."""
-        options = [(p, est) for p in self.pilots for est in p.curves]
+        """The pilot and estimator with the highest projected reliability within the budget, among
+        those whose curve was measured (a pilot too short for any split half projects nothing)."""
+        options = [(p, est) for p in self.pilots for est, curve in p.curves.items() if curve.models_per_half.size]
+        if not options:
+            raise PlanError(
+                "no pilot trained enough models for a split-half reliability point (each half must hold every class "
+                "in and out of some subset); give the pilots more time (--pilot-seconds) or try a larger alpha"
+            )
         return max(options, key=lambda o: o[0].reliability_within(self.budget_minutes, o[1]))
 
     def config_changes(self) -> dict[str, object]:
@@ -76,6 +82,10 @@ class Recommendation:
               f"{'pilot r':>8} {'in budget':>9} {'min for target':>14}", file=stream)
         for p in self.pilots:
             for est, curve in p.curves.items():
+                if not curve.models_per_half.size:
+                    print(f"{p.alpha:>6g} {round(p.alpha * self.num_classes):>13d} {p.design:>10} {p.models_per_minute:>10.0f} "
+                          f"{est:>9}  no split half measurable in the pilot's {p.models} models", file=stream)
+                    continue
                 print(
                     f"{p.alpha:>6g} {round(p.alpha * self.num_classes):>13d} {p.design:>10} {p.models_per_minute:>10.0f} "
                     f"{est:>9} {curve.at_full_size:>8.3f} {p.reliability_within(self.budget_minutes, est):>9.3f} "
@@ -135,6 +145,11 @@ def run_pilots(
         run_study(pilot_config, directory, progress=False, stream=stream)
         results = open_study(directory)
         num_classes = len(results.class_names)
+        if results.num_models < MIN_MODELS:  # too short to measure: said, and left out of the choice
+            if stream is not None:
+                print(f"  pilot alpha {alpha:g} trained {results.num_models} models in {pilot_seconds:g} s, fewer than "
+                      f"the {MIN_MODELS} a reliability curve needs: left out (raise --pilot-seconds)", file=stream)
+            continue
         y = np.asarray(results.outputs(config.analysis.output_kind))
         curves, held = {}, {}
         for est in ("dim", "ridge"):

@@ -59,7 +59,8 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
         if (study_dir / STUDY_FILE).exists():  # a foreign config is named as such, before the plan is judged
             StudyStore.open(study_dir).check_compatible(config, numerics, data.fingerprints())
         num_units = design_unit_count(config, len(data.class_names), len(data.source_train))
-        check_plan(config, num_units)  # before anything is written or trained
+        names = None if config.design.unit == "example" else data.class_names
+        check_plan(config, num_units, names)  # before anything is written or trained
         store = StudyStore.create_or_open(
             study_dir,
             config,

@@ -10,8 +10,9 @@ the study, and reading changes nothing (a study on a read-only share can be watc
   another host is shown with its age, since its process cannot be checked from here;
 * missing: the rest of the planned runs.
 
-Throughput is taken from the modification times of the newest run files (the recent rate, with as
-many workers as really ran), else from ``timings.json``; the ETA divides the runs left by it.
+Throughput is taken from the finish times the newest run files record themselves (the recent rate,
+with as many workers as really ran; never from file modification times, which a copy of the study
+resets), else from ``timings.json``; the ETA divides the runs left by it.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import json
 import os
 import socket
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..study.store import LOCK_FILE, RUNS_DIR, StudyStore
 from ..study.design import baseline_runs
@@ -145,10 +149,10 @@ def _quarantined(path: Path) -> int:
 
 
 def _models_per_minute(store: StudyStore) -> float | None:
-    """Runs per minute over the newest ``RATE_WINDOW`` run files, else over every ``run`` recorded in
-    ``timings.json``; None when neither says anything yet."""
-    times = sorted(p.stat().st_mtime for p in (store.path / RUNS_DIR).glob("*.npz") if not p.name.startswith("."))
-    recent = times[-RATE_WINDOW:]
+    """Runs per minute over the ``RATE_WINDOW`` most recently finished runs, by the finish time each
+    run file records, else over every ``run`` recorded in ``timings.json``; None when neither says
+    anything yet."""
+    recent = _recent_finish_times(store)
     if len(recent) >= 3 and recent[-1] > recent[0]:
         return (len(recent) - 1) / (recent[-1] - recent[0]) * 60.0
     path = store.path / TIMINGS_FILE
@@ -161,6 +165,37 @@ def _models_per_minute(store: StudyStore) -> float | None:
     runs = sum(entry.get("runs_executed", 0) for entry in history)
     seconds = sum(entry.get("runs_wall_seconds", 0.0) for entry in history)
     return runs / seconds * 60.0 if runs and seconds > 0 else None
+
+
+def _recent_finish_times(store: StudyStore) -> list[float]:
+    """The ``RATE_WINDOW`` latest finish times, sorted, read from the records of the run files most
+    likely to be the newest: the newest by modification time (right while the study is where it ran)
+    and the highest run ids (runs start in id order, so these are the newest after a copy has reset
+    every modification time). A record without a finish time (a file from a test or another tool)
+    counts its file's modification time."""
+    stats: dict[Path, float] = {}
+    for path in (store.path / RUNS_DIR).glob("*.npz"):
+        try:
+            if not path.name.startswith("."):
+                stats[path] = path.stat().st_mtime
+        except FileNotFoundError:
+            continue  # moved to quarantine meanwhile
+    by_time = sorted(stats, key=stats.__getitem__)[-RATE_WINDOW:]
+    by_name = sorted(stats, key=lambda p: p.name)[-RATE_WINDOW:]
+    times = [_finish_time(p, stats[p]) for p in dict.fromkeys(by_time + by_name)]
+    return sorted(t for t in times if t is not None)[-RATE_WINDOW:]
+
+
+def _finish_time(path: Path, mtime: float) -> float | None:
+    """When the run of ``path`` finished, by its own record; None for a file that cannot be read
+    (being replaced or moved to quarantine right now)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            record = json.loads(str(archive["record"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    finished = record.get("finished") if isinstance(record, dict) else None
+    return float(finished) if isinstance(finished, (int, float)) else mtime
 
 
 def _duration(seconds: float) -> str:
@@ -194,7 +229,7 @@ def format_status(status: StudyStatus, now: float | None = None, max_listed: int
         lines.append(f"running {run.run_id}: {where}, for {_duration(now - run.started)}")
     for run in status.stale:
         lines.append(f"stale   {run.run_id}: pid {run.pid} on {run.host} is gone (killed mid-run); counted as missing")
-    if status.missing:
+    if status.missing and max_listed > 0:
         shown = ", ".join(status.missing[:max_listed])
         more = f" and {len(status.missing) - max_listed} more" if len(status.missing) > max_listed else ""
         lines.append(f"missing {shown}{more}")

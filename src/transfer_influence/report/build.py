@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.baselines import BaselineSummary, baseline_summary
-from ..analysis.convergence import Diagnostics, diagnose
+from ..analysis.convergence import MIN_MODELS, Diagnostics, diagnose
 from ..analysis.counterfactual import SWEEP_DIR, target_dir_name
 from ..analysis.ranking_comparison import comparison_rows, read_ranking_sweeps
 from ..analysis.debugging import explain_targets, most_mispredicted
@@ -18,15 +18,17 @@ from ..analysis.rankings import example_influence, overall_influence, per_target
 from ..analysis.verify import read_verifications
 from ..analysis.whatif import compare_with_sweep, read_sweep_summary
 from ..errors import InputError
-from ..estimate import InfluenceEstimate
+from ..estimate import InfluenceEstimate, check_estimator
 from ..study.results import StudyResults, open_study
+from .findings import Findings, study_findings
+from .folder import staged_folder
 from .page import ActionSections, render_page
 from .plots import (
     plot_baselines, plot_bootstrap_and_knockoffs, plot_explanations, plot_overall, plot_per_target_class,
     plot_reliability, plot_source_projection, plot_whatif_vs_sweep,
 )
 from .projection_tables import file_stem
-from .tables import write_baselines_csv, write_overall_csv, write_per_target_csv
+from .tables import write_baselines_csv, write_diagnostics_csv, write_overall_csv, write_per_target_csv
 
 REPORT_DIR = "report"
 PROJECTED_CLASSES = 3
@@ -59,6 +61,26 @@ class Report:
     lookalikes: LookalikeCheck | None
     diagnostics: Diagnostics | None
     actions: ActionSections | None = None
+    findings: Findings | None = None
+
+
+def report_folder(study_dir: Path, results: StudyResults) -> Path:
+    """``STUDY/report`` for the primary target, ``STUDY/report/<name>`` for another."""
+    primary = results.target_name == results.target_names[0]
+    return study_dir / REPORT_DIR if primary else study_dir / REPORT_DIR / results.target_name
+
+
+def sweep_folder(study_dir: Path, results: StudyResults) -> Path:
+    """Where the counterfactual sweep of this target writes its summaries."""
+    primary = results.target_name == results.target_names[0]
+    return study_dir / SWEEP_DIR if primary else study_dir / SWEEP_DIR / target_dir_name(results.target_name)
+
+
+def report_diagnostics(results: StudyResults, kind: str, estimator: str) -> Diagnostics:
+    """The diagnostics a report shows: every output kind, both estimators, the bootstrap and
+    knockoffs of the report's own (kind, estimator) — the same call, with the same defaults, as
+    ``transfer-influence diagnose`` on the study's analysis settings, so both give the same numbers."""
+    return diagnose(results, kinds=results.output_kinds, primary=(kind, estimator))
 
 
 def build_report(
@@ -71,21 +93,36 @@ def build_report(
     actions: bool = True,
     target: str | None = None,
 ) -> Report:
-    """Figures, tables and report.html; output kind and estimator default to the config's ``analysis``.
+    """Figures, tables, findings and report.html; output kind and estimator default to the config's ``analysis``.
 
     ``actions=False`` leaves out the sections on acting on the influences (counterfactual removal,
     what-if against retraining, projection, mistakes); none of them retrains anything. ``target``:
     the study's target to report on (None: the primary, in ``STUDY/report``; another target's
-    report goes to ``STUDY/report/<name>/``, beside the primary's and never mixed with it)."""
+    report goes to ``STUDY/report/<name>/``, beside the primary's and never mixed with it).
+
+    The folder is written whole or not at all (``folder.staged_folder``): it holds exactly this
+    report's files afterwards, and a report that fails leaves the previous one untouched."""
     study_dir = Path(study_dir)
     results = open_study(study_dir, target=target)
-    primary = results.target_name == results.target_names[0]
     kind = kind or results.config.analysis.output_kind
     estimator = estimator or results.config.analysis.estimator
+    if kind not in results.output_kinds:
+        raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
+    check_estimator(estimator)
     if results.num_models < 3:
         raise InputError(f"{study_dir} has {results.num_models} finished models; a report needs at least 3")
-    out = study_dir / REPORT_DIR if primary else study_dir / REPORT_DIR / results.target_name
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(study_dir, results)
+    others = [name for name in results.target_names if name != results.target_name] if out.name == REPORT_DIR else []
+    with staged_folder(out, keep=others) as staging:
+        report = _write_report(results, study_dir, staging, kind, estimator, top_k, per_class_k, diagnostics, actions)
+    return _moved(report, staging, out)
+
+
+def _write_report(
+    results: StudyResults, study_dir: Path, out: Path, kind: str, estimator: str, top_k: int, per_class_k: int,
+    diagnostics: bool, actions: bool,
+) -> Report:
+    """Every file of the report, into ``out``."""
     overall = overall_influence(results, kind, estimator)
     per_class = per_target_class_influence(results, kind, estimator)
     baselines = baseline_summary(results)
@@ -99,17 +136,36 @@ def build_report(
     write_baselines_csv(baselines, out / "baselines.csv")
     lookalikes = lookalike_check(per_class, top_k=3)
     diag = None
-    if diagnostics and results.num_models >= 8:
-        diag = diagnose(results, kinds=results.output_kinds, primary=(kind, estimator), repeats=3)
+    if diagnostics and results.num_models >= MIN_MODELS:
+        diag = report_diagnostics(results, kind, estimator)
         diag.save(out / "diagnostics.json")
-        plot_reliability(diag, kind, out / "reliability.png")
+        write_diagnostics_csv(diag.table(), out / "diagnostics.csv")
+        plot_reliability(diag, kind, out / "reliability.png")  # draws nothing when no curve has a point
         plot_bootstrap_and_knockoffs(diag, out / "bootstrap_knockoffs.png")
+    sweep_dir = sweep_folder(study_dir, results)
     sections = action_sections(results, images, study_dir, out, overall, kind, estimator) if actions else None
+    findings = study_findings(results, overall, diag, sweep_dir)
+    findings.save(out / "findings.json")
     html_path = out / "report.html"
     html_path.write_text(
-        render_page(results, overall, per_class, baselines, lookalikes, diag, out, per_class_k, sections)
+        render_page(results, overall, per_class, baselines, lookalikes, diag, out, per_class_k, sections, findings)
     )
-    return Report(out, html_path, overall, per_class, baselines, lookalikes, diag, sections)
+    return Report(out, html_path, overall, per_class, baselines, lookalikes, diag, sections, findings)
+
+
+def _moved(report: Report, staging: Path, out: Path) -> Report:
+    """The report with its paths pointing into the published folder instead of the staging one."""
+
+    def rebase(path: Path | None) -> Path | None:
+        return None if path is None else (out / path.relative_to(staging) if path.is_relative_to(staging) else path)
+
+    if report.actions is not None:
+        sections = report.actions
+        sections.projections = [(p, value, rebase(figure)) for p, value, figure in sections.projections]  # type: ignore[misc]
+        sections.explanations_figure = rebase(sections.explanations_figure)
+        sections.whatif_figure = rebase(sections.whatif_figure)
+    report.directory, report.html_path = out, out / report.html_path.name
+    return report
 
 
 def action_sections(
@@ -125,8 +181,7 @@ def action_sections(
     predictions, draw projections and explained mistakes, and read the verified mistakes written by
     ``verify``: seconds, and nothing is retrained."""
     primary = results.target_name == results.target_names[0]
-    sweep_dir = study_dir / SWEEP_DIR if primary else study_dir / SWEEP_DIR / target_dir_name(results.target_name)
-    sections = _counterfactual_part(results, sweep_dir, out)
+    sections = _counterfactual_part(results, sweep_folder(study_dir, results), out)
     example = example_influence(results, kind, estimator)
     for entry in ranked(overall, 0)[:PROJECTED_CLASSES]:
         projection = project_source_class(example, results.target_labels, results.target_class_names, entry.name)

@@ -18,6 +18,7 @@ from ..analysis.planted import LeakFindings, study_leak_findings
 from ..analysis.projection import load_study_images
 from ..estimate import ESTIMATOR_NAMES
 from ..study.results import StudyResults, open_study
+from .folder import staged_folder
 from .leak_tables import write_leak_pairs_csv
 from .page import _img, _table, page_head
 from .plots import plot_leak_pairs
@@ -40,16 +41,15 @@ def build_leak_report(
         findings = study_leak_findings(results, kind, estimator, seed=results.config.seed)
     ranking = findings.ranking
     out = study_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    write_leak_pairs_csv(ranking, out / "leak_pairs.csv")
-    plot_leak_pairs(ranking, load_study_images(study_dir), out / "leak_pairs.png", PAIRS_SHOWN)
-    sections = [_pairs_html(ranking.positive, ranking.negative, out)]
-    if findings.planted is not None:
-        sections.append(_planted_html(findings.planted.row(), study_dir / LEAKS_DIR / "planted_curve.png"))
-    sections.append(_removal_html(study_dir / COUNTERFACTUAL_DIR))
-    page = out / "index.html"
-    page.write_text(_page(results, ranking.output_kind or "", ranking.estimator, sections))
-    return page
+    with staged_folder(out) as staging:  # whole or not at all, as the class report (folder.py)
+        write_leak_pairs_csv(ranking, staging / "leak_pairs.csv")
+        plot_leak_pairs(ranking, load_study_images(study_dir), staging / "leak_pairs.png", PAIRS_SHOWN)
+        sections = [_pairs_html(ranking.positive, ranking.negative, staging)]
+        if findings.planted is not None:
+            sections.append(_planted_html(findings.planted.row(), study_dir / LEAKS_DIR / "planted_curve.png"))
+        sections.append(_removal_html(study_dir / COUNTERFACTUAL_DIR))
+        (staging / "index.html").write_text(_page(results, ranking.output_kind or "", ranking.estimator, sections))
+    return out / "index.html"
 
 
 def _page(results: StudyResults, kind: str, estimator: str, sections: list[str]) -> str:

@@ -22,6 +22,7 @@ from ..evaluate.reliability import LEVEL_NAMES
 from ..study.config import TargetConfig
 from ..study.design import design_subset_size
 from ..study.results import StudyResults
+from .findings import Findings
 from .tables import class_label as _label
 
 SEEDING_TEXT = {
@@ -29,6 +30,11 @@ SEEDING_TEXT = {
     "common": "one seed for every model",
     "block": "one seed per design block, shared by the block's models, whose subsets are disjoint",
 }
+
+
+def _img_if(path: Path, missing: str) -> str:
+    """The figure, or why it is not there (a diagnostic skipped on a small study draws none)."""
+    return _img(path) if path.is_file() else f"<p>({html.escape(missing)})</p>"
 
 
 def _img(path: Path) -> str:
@@ -101,11 +107,12 @@ def render_page(
     out: Path,
     per_class_k: int,
     actions: ActionSections | None = None,
+    findings: Findings | None = None,
 ) -> str:
     config = results.config
     meta = results.metadata
     subset_size = design_subset_size(config.design.kind, len(results.class_names), config.design.alpha)
-    significant = significant_classes(overall, 0, fdr=0.1)
+    significant = significant_classes(overall, 0, fdr=0.1, alternative="by-sign")
     significant_text = ", ".join(f"{_label(n)} ({v:+.4f})" for n, v, _ in significant) or "none"
     baseline_rows = [[label, f"{m:.4f}", f"{s:.4f}", str(c)] for label, (m, s, c) in baselines.rows.items()]
     per_class_rows = []
@@ -124,7 +131,7 @@ def render_page(
             f"digits have a look-alike glyph among their top {lookalikes.top_k} source classes.</p>"
             + _table(["digit", f"look-alikes in top {lookalikes.top_k}"], rows)
         )
-    return page_head(config.name, "Source-class influence") + f"""<p>{results.num_models} transferred models; {len(results.class_names)} source classes; {len(results.target_ids)}
+    return page_head(config.name, "Source-class influence") + (findings.html() if findings is not None else "") + f"""<p>{results.num_models} transferred models; {len(results.class_names)} source classes; {len(results.target_ids)}
 target test examples in {len(results.target_class_names)} classes; output <code>{html.escape(overall.output_kind or '')}</code>;
 estimator: {ESTIMATOR_NAMES[overall.estimator]}.
 Design <code>{config.design.kind}</code> with subset ratio α = {config.design.alpha:g}: each model's source holds
@@ -137,8 +144,9 @@ versions {html.escape(', '.join(f'{k} {v}' for k, v in meta['versions'].items())
 <h2>Baselines: does pretraining matter?</h2>{_table(["backbone", "target accuracy", "std", "count"], baseline_rows)}
 {_img(out / "baselines.png")}
 <h2>Overall influence (Figure 1)</h2>
-<p>Classes whose overall influence differs from zero with the false-discovery rate controlled at 10%
-(Benjamini–Hochberg over {len(results.class_names)} classes): {len(significant)} — {html.escape(significant_text)}.
+<p>Classes whose overall influence is significantly positive or significantly negative, each list with
+its false-discovery rate controlled at 10% (one-sided Benjamini–Hochberg over the {len(results.class_names)}
+classes, one list per sign): {len(significant)} — {html.escape(significant_text)}.
 Full table: <code>overall_influence.csv</code>.</p>
 {_img(out / "overall_influence.png")}
 <h2>Per target class (Figure 3)</h2>{_img(out / "per_target_class.png")}
@@ -151,13 +159,46 @@ Full table: <code>overall_influence.csv</code>.</p>
 """
 
 
+def _cell(value: object) -> str:
+    """A table cell: '—' where a diagnostic was skipped (None)."""
+    return "—" if value is None else str(value)
+
+
+def _number(value: object) -> str:
+    return "not measured" if value is None else f"{float(value):.2f}"  # type: ignore[arg-type]
+
+
+def _notes_html(diag: Diagnostics) -> str:
+    if not diag.notes:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in diag.notes)
+    return f"<p>Skipped on this study (too few models for them; the numbers they would give are blank):</p><ul>{items}</ul>"
+
+
+def _lds_html(diag: Diagnostics, kind: str, estimator: str) -> str:
+    scores = diag.lds.get((kind, estimator), {})
+    if not scores:
+        return ""
+    parts = []
+    for level, lds in scores.items():
+        low, high = lds.interval(0.95)
+        interval = f" (95% CI [{low:.2f}, {high:.2f}])" if math.isfinite(low) else ""
+        parts.append(f"{LEVEL_NAMES[level]} {_number(lds.mean if math.isfinite(lds.mean) else None)}{interval}")
+    first = next(iter(scores.values()))
+    return (f"<p>Linear datamodeling score (LDS, as TRAK and dattri define it): influences fitted on "
+            f"{first.num_train_models} models predict each of the {first.num_models} held-out models' outputs as "
+            f"the sum of its classes' influences; the score is the Spearman correlation over held-out models between "
+            f"prediction and output, averaged over targets — {html.escape('; '.join(parts))}. It is the held-out "
+            "Spearman of the table, with constant targets left out and a jackknife interval over held-out models.</p>")
+
+
 def _diagnostics_html(diag: Diagnostics | None, alpha: float, kind: str, estimator: str, out: Path) -> str:
     if diag is None:
         return "<h2>Reliability</h2><p>Diagnostics need at least 8 finished models.</p>"
     rows = diag.table()
     header = list(rows[0].keys())
     primary = [r for r in rows if r["estimator"] == estimator and r["output_kind"] == kind]
-    summary = "; ".join(f"{LEVEL_NAMES[str(r['level'])]} {r['split_half_spearman']:.2f}" for r in primary)
+    summary = "; ".join(f"{LEVEL_NAMES[str(r['level'])]} {_number(r['split_half_spearman'])}" for r in primary)
     knockoffs = ""
     if diag.knockoffs is not None:
         ko = diag.knockoffs
@@ -180,8 +221,10 @@ negative ones understate false discoveries.</p>"""
 total number of models for a split-half Spearman of {diag.target_reliability:g}, from the Spearman–Brown
 curve fitted to the measured points; held-out Spearman scores influences as a linear model of the
 outputs of a quarter of the models left out of the estimate.</p>
-{_img(out / "reliability.png")}
-{_table(header, [[str(r[h]) for h in header] for r in rows])}
+{_notes_html(diag)}
+{_img_if(out / "reliability.png", "no split-half curve could be measured on this study")}
+{_table(header, [[_cell(r[h]) for h in header] for r in rows])}
+{_lds_html(diag, kind, estimator)}
 {knockoffs}
 {_img(out / "bootstrap_knockoffs.png")}"""
 

@@ -50,8 +50,10 @@ def plot_overall(influence: InfluenceEstimate, thumbs: dict[str, np.ndarray], k:
 
 
 def plot_per_target_class(influence: InfluenceEstimate, thumbs: dict[str, np.ndarray], k: int, path: Path) -> None:
-    """For each target class, its k most positive and k most negative source classes (Figure 3)."""
+    """For each target class, its k most positive and k most negative source classes (Figure 3);
+    k is at most half the classes, as ``top_and_bottom`` takes it (no empty columns on small sources)."""
     targets = influence.target_ids
+    k = min(k, len(influence.unit_names) // 2)
     fig, axes = plt.subplots(len(targets), 2 * k, figsize=(1.05 * 2 * k + 1, 1.15 * len(targets)), squeeze=False)
     for row, target in enumerate(targets):
         best, worst = top_and_bottom(influence, row, k)
@@ -88,21 +90,32 @@ def plot_baselines(summary: BaselineSummary, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_reliability(diag: Diagnostics, kind: str, path: Path) -> None:
-    """Split-half Spearman against models per half, measured and Spearman–Brown fit, per level."""
+def plot_reliability(diag: Diagnostics, kind: str, path: Path) -> bool:
+    """Split-half Spearman against models per half, measured and Spearman–Brown fit, per level.
+
+    Returns whether a figure was drawn: none when no split half could be measured (a study too
+    small for them; ``diag.notes`` says so), rather than an empty log-scaled plot."""
     estimators = [est for (k, est) in diag.reliability if k == kind]
+    measured = [est for est in estimators if any(c.models_per_half.size for c in diag.reliability[(kind, est)].values())]
+    if not measured:
+        return False
+    estimators = measured
     fig, axes = plt.subplots(1, len(estimators), figsize=(5.2 * len(estimators), 3.8), squeeze=False)
     colours = {"overall": "#1b9e77", "target_class": "#d95f02", "example": "#7570b3"}
     for ax, est in zip(axes[0], estimators):
         for level, curve in diag.reliability[(kind, est)].items():
             h = curve.models_per_half
+            if not h.size:
+                continue
             ax.errorbar(h, curve.spearman, yerr=curve.spread, fmt="o", color=colours[level], label=LEVEL_NAMES[level])
             if np.isfinite(curve.spearman_brown_c):
                 grid = np.geomspace(h[0], max(h[-1] * 8, 10), 60)
                 ax.plot(grid, grid / (grid + curve.spearman_brown_c), color=colours[level], alpha=0.6)
         ax.axhline(diag.target_reliability, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
-        ax.set_ylim(0, 1)
+        lowest = min((float((c.spearman - c.spread).min()) for c in diag.reliability[(kind, est)].values() if c.spearman.size),
+                     default=0.0)
+        ax.set_ylim(min(0.0, lowest - 0.05), 1)  # a negative split-half Spearman is shown, not clipped
         ax.set_xlabel("models per half")
         ax.set_ylabel("split-half Spearman")
         ax.set_title(f"{kind}, estimator {est}")
@@ -110,11 +123,20 @@ def plot_reliability(diag: Diagnostics, kind: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
 
 
 def plot_bootstrap_and_knockoffs(diag: Diagnostics, path: Path) -> None:
+    """Bootstrap error against models (left) and knockoff shares against k (right); a panel whose
+    diagnostic was skipped says so in place of its curves."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    if diag.bootstrap is not None:
+    for ax, missing in ((left, diag.bootstrap is None or not np.isfinite(diag.bootstrap.mean_std).any()),
+                        (right, diag.knockoffs is None)):
+        if missing:
+            ax.axis("off")
+            ax.text(0.5, 0.5, "not measured on this study\n(see the notes of the diagnostics)", ha="center", va="center",
+                    fontsize=9, color="#555")
+    if diag.bootstrap is not None and np.isfinite(diag.bootstrap.mean_std).any():
         left.plot(diag.bootstrap.models, diag.bootstrap.mean_std, "o-")
         left.set_xscale("log")
         left.set_yscale("log")

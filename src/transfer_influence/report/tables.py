@@ -1,11 +1,14 @@
-"""CSV tables of influences and baselines (no matplotlib: the ``influence`` command uses these)."""
+"""CSV tables of influences, baselines and diagnostics, and the diagnostics as printed text (no
+matplotlib: the ``influence`` and ``diagnose`` commands use these)."""
 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from ..analysis.baselines import BaselineSummary
+from ..analysis.convergence import Diagnostics
 from ..analysis.rankings import ranked
 from ..estimate import InfluenceEstimate
 
@@ -42,3 +45,39 @@ def write_baselines_csv(summary: BaselineSummary, path: Path) -> None:
         out.writerow(["backbone", "target_accuracy_mean", "target_accuracy_std", "count"])
         for label, (mean, std, count) in summary.rows.items():
             out.writerow([label, f"{mean:.4f}", f"{std:.4f}", count])
+
+
+def write_diagnostics_csv(rows: list[dict[str, object]], path: Path) -> None:
+    """``Diagnostics.table()`` as CSV, one row per (output kind, estimator, level); an empty cell
+    where a diagnostic was skipped (the notes in ``diagnostics.json`` say why)."""
+    if not rows:
+        path.write_text("")
+        return
+    with open(path, "w", newline="") as handle:
+        out = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+
+
+def _cell(value: object, width: int) -> str:
+    return f"{'—':>{width}}" if value is None else f"{float(value):>{width}.3f}"  # type: ignore[arg-type]
+
+
+def diagnostics_lines(diag: Diagnostics, rows: list[dict[str, object]], reliability: float) -> list[str]:
+    """What ``diagnose`` prints: the table ('—' where a diagnostic was skipped), one LDS line per
+    output kind and estimator, and a note for each diagnostic skipped on a study too small for it."""
+    key = f"models_for_split_half_{reliability:g}"
+    lines = [f"{'output':>15} {'estimator':>9} {'level':>13} {'split-half':>10} {'held-out':>9} {'LDS':>7} "
+             f"{'models for ' + format(reliability, 'g'):>15}"]
+    for r in rows:
+        needed = "—" if r[key] is None else str(r[key])
+        lines.append(f"{r['output_kind']:>15} {r['estimator']:>9} {r['level']:>13} {_cell(r['split_half_spearman'], 10)} "
+                     f"{_cell(r['held_out_spearman'], 9)} {_cell(r['lds'], 7)} {needed:>15}")
+    for (kind, est), scores in diag.lds.items():
+        lds = scores.get("example")
+        if lds is not None and math.isfinite(lds.mean):
+            low, high = lds.interval(0.95)
+            error = f" ± {lds.stderr:.3f} (95% CI [{low:.3f}, {high:.3f}])" if math.isfinite(lds.stderr) else ""
+            lines.append(f"LDS {kind}/{est} (per target example): {lds.mean:.3f}{error}, fitted on "
+                         f"{lds.num_train_models} models, scored on {lds.num_models} held-out ones")
+    return lines + [f"note: {note}" for note in diag.notes]

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..data import check_dataset
 from ..errors import ConfigError
 
 
@@ -31,6 +32,13 @@ class DatasetSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     image_size: int | None = Field(default=None, ge=4, description="resize images to this square size")
     channels: Literal[1, 3] | None = Field(default=None, description="convert to grey (1) or RGB (3)")
+
+    @model_validator(mode="after")
+    def _known_dataset(self) -> "DatasetSpec":
+        """A misspelt dataset or option is refused when the config is read, naming the close
+        names, rather than failing inside ``run`` once the study directory and its lock exist."""
+        check_dataset(self.dataset, self.options)
+        return self
 
 
 class PlantConfig(_Strict):
@@ -438,6 +446,8 @@ class StudyConfig(_Strict):
         return {"device": device_type, "bf16_autocast": bool(self.execution.amp and device_type == "cuda")}
 
     def with_overrides(self, **changes: Any) -> "StudyConfig":
+        """This config with dotted settings replaced, checked like a config file: a bad value (e.g.
+        ``num_models=1`` from ``--models 1``) is a ``ConfigError`` naming the setting."""
         data = self.model_dump(mode="json")
         for dotted, value in changes.items():
             node = data
@@ -445,7 +455,10 @@ class StudyConfig(_Strict):
             for part in parents:
                 node = node[part]
             node[leaf] = value
-        return StudyConfig.model_validate(data)
+        try:
+            return StudyConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"command line: {validation_problems(exc)}") from None
 
 
 NOT_RESULTS = {"execution": True, "num_models": True, "analysis": True}
@@ -525,10 +538,16 @@ def parse_config(raw: dict[str, Any], origin: str = "config") -> StudyConfig:
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{origin}: {problems}") from None
+        raise ConfigError(f"{origin}: {validation_problems(exc)}") from None
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """Pydantic's errors as ``field.path: message`` (its "Value error, " prefix dropped: the message
+    of a validator here already says what is wrong and how to fix it)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )
 
 
 def packaged_config(name: str) -> Path:

@@ -10,7 +10,7 @@ class``) or single source training examples (``design.unit: example``); the desi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -172,16 +172,32 @@ def check_example_alpha(config: StudyConfig, num_examples: int) -> None:
         )
 
 
-def _plan_problem(masks: np.ndarray, block: int | None, units: str = "classes") -> str | None:
+def _named(columns: np.ndarray, unit_names: Sequence[str] | None) -> str:
+    """': 'x', 'Bag'' — the units of ``columns`` by name (the first 8), or nothing without names."""
+    if unit_names is None or not columns.size:
+        return ""
+    more = f" and {columns.size - 8} more" if columns.size > 8 else ""
+    return " (" + ", ".join(repr(unit_names[k]) for k in columns[:8]) + more + ")"
+
+
+def _count(n: int, units: str) -> str:
+    """'1 class is', '2 classes are' ('source examples' alike)."""
+    one = units[:-2] if units.endswith("sses") else units[:-1]
+    return f"1 {one} is" if n == 1 else f"{n} {units} are"
+
+
+def _plan_problem(
+    masks: np.ndarray, block: int | None, units: str = "classes", unit_names: Sequence[str] | None = None
+) -> str | None:
     """Why the first ``len(masks)`` models cannot estimate every class, or None when they can."""
     m = masks.shape[0]
     if block is not None and m < block:
         return f"a blocked design needs at least one whole block of {block} models"
     n_in = masks.sum(axis=0)
-    never, always = int((n_in == 0).sum()), int((n_in == m).sum())
-    if never or always:
-        parts = ([f"{never} {units} are in no subset"] if never else []) + (
-            [f"{always} {units} are in every subset"] if always else []
+    never, always = np.flatnonzero(n_in == 0), np.flatnonzero(n_in == m)
+    if never.size or always.size:
+        parts = ([f"{_count(never.size, units)} in no subset{_named(never, unit_names)}"] if never.size else []) + (
+            [f"{_count(always.size, units)} in every subset{_named(always, unit_names)}"] if always.size else []
         )
         return " and ".join(parts)
     return None
@@ -205,9 +221,14 @@ def minimum_models(config: StudyConfig, num_classes: int, search_limit: int = 10
     )
 
 
-def check_plan(config: StudyConfig, num_units: int) -> None:
+def check_plan(config: StudyConfig, num_units: int, unit_names: Sequence[str] | None = None) -> None:
     """Refuse, before any training, a model count that cannot estimate every unit's influence
-    (``num_units``: the design's units, ``design_unit_count``)."""
+    (``num_units``: the design's units, ``design_unit_count``; ``unit_names``, when given, name
+    the classes left out in the message).
+
+    The count accepted here is the one every later analysis can estimate on all models; analyses
+    that refit on part of the models (split halves, the held-out split) need more and skip with a
+    note below what they need (``analysis.convergence``), rather than fail after training."""
     if config.design.unit == "example":
         check_example_alpha(config, num_units)
     needed = minimum_models(config, num_units)
@@ -216,7 +237,7 @@ def check_plan(config: StudyConfig, num_units: int) -> None:
     units = unit_word(config)
     unit = "source example" if config.design.unit == "example" else "class"
     masks = np.stack([design_mask(config, i, num_units) for i in range(config.num_models)])
-    problem = _plan_problem(masks, design_block_size(config) if is_blocked(config) else None, units)
+    problem = _plan_problem(masks, design_block_size(config) if is_blocked(config) else None, units, unit_names)
     raise PlanError(
         f"num_models = {config.num_models} cannot estimate every {unit}'s influence: with design "
         f"{config.design.kind!r} (alpha {config.design.alpha:g}, {num_units} {units}, seed {config.seed}) "

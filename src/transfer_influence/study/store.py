@@ -497,7 +497,11 @@ def study_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on the study directory for as long as runs are being added.
 
     Readers never take it: they read finished files only, and consolidation has its own lock.
+    A directory this lock created is removed again if it still holds nothing but the lock when the
+    lock is let go (``run`` refused the config, the data or the plan before writing ``study.json``),
+    so a refused study leaves no directory behind to be mistaken for a study.
     """
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     handle = open(path / LOCK_FILE, "w")
     try:
@@ -508,8 +512,22 @@ def study_lock(path: Path) -> Iterator[None]:
     try:
         yield
     finally:
+        if created:
+            _remove_if_only_lock(path)
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def _remove_if_only_lock(path: Path) -> None:
+    """Remove ``path`` if it holds only the study lock file (done while the lock is still held, so
+    no other ``run`` is inside it); anything else in it, or a study file, keeps it."""
+    try:
+        if [p.name for p in path.iterdir()] != [LOCK_FILE]:
+            return
+        (path / LOCK_FILE).unlink()
+        path.rmdir()
+    except OSError:
+        return  # something appeared meanwhile, or it cannot be removed: leave it as it is
 
 
 @contextmanager
