@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 from transfer_influence import cli
-from transfer_influence.cli import EXIT_USAGE, RenamedFlagWarning, main
+from transfer_influence.cli import EXIT_USAGE, main
+from transfer_influence.cli import arguments
+from transfer_influence.cli.arguments import RenamedFlagWarning
+from transfer_influence.cli.parser import build_parser
+from transfer_influence.study.store import StudyStore
 from transfer_influence.errors import ConfigError, InputError, close_matches, unknown_name_error
 from transfer_influence.pipeline.run import run_study
 from transfer_influence.pipeline.status import format_status, study_status
@@ -135,8 +139,11 @@ def test_models_below_the_configs_minimum_is_a_config_error_not_a_bug(tmp_path: 
 def test_a_bad_number_or_name_is_refused_while_parsing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str
 ) -> None:
-    for name in ("load_config", "_open_finished"):  # nothing is read, let alone trained or estimated
-        monkeypatch.setattr(cli, name, _never)
+    for module in (cli.study_commands, cli.reading, cli.acting, cli.common):  # nothing is read, let alone trained
+        for name in ("load_config", "open_finished", "study_context"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, _never)
+    monkeypatch.setattr(StudyStore, "open", classmethod(lambda cls, *a, **k: _never()))
     config = write_config(tmp_path / "c.yaml", tiny_config_dict())
     values = {"study": str(tmp_path / "study"), "config": str(config), "out": str(tmp_path / "demo")}
     assert main([a.format(**values) for a in argv]) == EXIT_USAGE
@@ -158,12 +165,12 @@ def test_the_fdr_and_top_that_are_fine_still_run(study: Path, capsys: pytest.Cap
 
 
 def test_the_argument_types_accept_their_range_and_nothing_else() -> None:
-    assert (cli.positive_int("1"), cli.nonnegative_int("0"), cli.fraction_open("0.999")) == (1, 0, 0.999)
-    assert cli.fraction_list("0.5, 0.2,0.5") == (0.5, 0.2)
-    assert cli.estimator_list("ridge, dim") == "ridge,dim" and cli.output_kind_list("all") == "all"
-    for check, text in ((cli.positive_int, "0"), (cli.positive_int, "1.5"), (cli.nonnegative_int, "-1"),
-                        (cli.fraction_open, "1"), (cli.fraction_open, "inf"), (cli.positive_float, "-0.1"),
-                        (cli.fraction_list, "0.5,"), (cli.estimator_list, "lasso"), (cli.output_kind_list, "all,p_true")):
+    assert (arguments.positive_int("1"), arguments.nonnegative_int("0"), arguments.fraction_open("0.999")) == (1, 0, 0.999)
+    assert arguments.fraction_list("0.5, 0.2,0.5") == (0.5, 0.2)
+    assert arguments.estimator_list("ridge, dim") == "ridge,dim" and arguments.output_kind_list("all") == "all"
+    for check, text in ((arguments.positive_int, "0"), (arguments.positive_int, "1.5"), (arguments.nonnegative_int, "-1"),
+                        (arguments.fraction_open, "1"), (arguments.fraction_open, "inf"), (arguments.positive_float, "-0.1"),
+                        (arguments.fraction_list, "0.5,"), (arguments.estimator_list, "lasso"), (arguments.output_kind_list, "all,p_true")):
         with pytest.raises(argparse.ArgumentTypeError):
             check(text)
 
@@ -262,15 +269,15 @@ def test_an_unknown_target_image_suggests_the_close_id(study: Path, capsys: pyte
 def test_old_flag_spellings_still_work_with_a_note(old: list[str], new: list[str], dest: str, value: object) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the new spelling warns about nothing
-        assert getattr(cli._parser().parse_args(new), dest) == value
+        assert getattr(build_parser().parse_args(new), dest) == value
     with pytest.warns(RenamedFlagWarning, match=rf"`{old[0]} --target` is now `{new[-2]}"):
-        assert getattr(cli._parser().parse_args(old), dest) == value
+        assert getattr(build_parser().parse_args(old), dest) == value
 
 
 def test_the_help_shows_only_the_new_spellings() -> None:
     for command, new in (("explain", "--image ID"), ("verify", "--image ID"), ("diagnose", "--reliability R"),
                          ("plan", "--reliability R"), ("influence", "--target-set NAME")):
-        text = cli._parser()._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr]
+        text = build_parser()._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr]
         assert new in text and "--target " not in text and "--target," not in text, (command, text)
 
 
@@ -293,4 +300,4 @@ def test_a_missing_command_or_unknown_flag_is_one_error_naming_the_help(capsys: 
     assert main(["verify", "S"]) == EXIT_USAGE
     assert "one of the arguments --image --summary is required" in _one_error(capsys)
     with pytest.raises(InputError, match="unrecognized arguments: --bogus"):
-        cli._parser().parse_args(["influence", "S", "--bogus"])
+        build_parser().parse_args(["influence", "S", "--bogus"])
