@@ -42,6 +42,7 @@ bench: $(TEST_STAMP)
 	$(PY) bench/influence_kernel.py
 	$(PY) bench/models_per_minute.py
 	$(PY) bench/executor_overhead.py
+	$(PY) bench/verdicts_old_new.py
 
 clean:
 	rm -rf $(VENV) demo-study .pytest_cache

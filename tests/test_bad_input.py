@@ -20,7 +20,6 @@ from transfer_influence.cli import EXIT_USAGE, main
 from transfer_influence.cli import arguments
 from transfer_influence.cli.arguments import RenamedFlagWarning
 from transfer_influence.cli.parser import build_parser
-from transfer_influence.study.store import StudyStore
 from transfer_influence.errors import ConfigError, InputError, close_matches, unknown_name_error
 from transfer_influence.pipeline.run import run_study
 from transfer_influence.pipeline.status import format_status, study_status

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from transfer_influence.analysis.context import RetrainOptions, StudyContext
 from transfer_influence.analysis.counterfactual import SWEEP_DIR, run_counterfactual, split_targets, write_counterfactual
 from transfer_influence.cli import EXIT_USAGE, main
 from transfer_influence.errors import InputError, StudyMismatchError
@@ -26,6 +27,12 @@ from .conftest import TINY_GLYPHS, tiny_config_dict
 
 REPEATS = 3
 ARGS = ["--k", "2", "--repeats", str(REPEATS), "--serial", "--quiet"]
+QUIET = RetrainOptions(serial=True, progress=False)
+
+
+def _context(path: Path, **options: object) -> StudyContext:
+    """The study opened as the library's callers open it, retraining in this process, quietly."""
+    return StudyContext.open(path, retrain=QUIET, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +130,7 @@ def test_paired_differences_and_ranking_match_a_direct_computation(study: Path) 
     every_target = np.load(consolidated / "outputs_p_true.npy").mean(axis=1)
     on_all = np.array([every_target[masks[:, k]].mean() - every_target[~masks[:, k]].mean() for k in range(len(names))])
     assert not np.allclose(influence, on_all)  # the halves' rankings differ here, so the check below can tell
-    again = run_counterfactual(study, [2], REPEATS, serial=True, progress=False)
+    again = run_counterfactual(_context(study), [2], REPEATS)
     assert again.executed == [] and again.ranking.on_selection_half
     assert again.ranking.values == pytest.approx(influence, abs=1e-6)
     order = np.argsort(-influence)
@@ -185,7 +192,7 @@ def test_the_chosen_removal_is_confirmed_on_fresh_stored_seeds(study: Path, caps
     assert {p: p.stat().st_mtime_ns for p in (study / SWEEP_DIR / "runs").glob("*-c*.npz")} == files
     victim = sorted(files)[0]
     victim.unlink()
-    again = run_counterfactual(study, [2], REPEATS, serial=True, progress=False)
+    again = run_counterfactual(_context(study), [2], REPEATS)
     assert [s.run_id for s in again.executed] == [victim.stem]
     assert again.recommendation is not None and again.recommendation.confirmation is not None
     assert again.recommendation.confirmation.mean == pytest.approx(d.mean())
@@ -205,7 +212,7 @@ def test_no_positive_selection_gain_recommends_the_full_source_without_retrainin
 
     arms = [full, arm("top", 2, -0.03), arm("bottom", 2, -0.01), arm("random", 2, 0.05), arm("significant", 0, 0.0)]
     monkeypatch.setattr(cf, "run_sweep", lambda *a, **kw: pytest.fail("nothing should be retrained"))
-    rec, executed = cf.confirm_candidate(None, arms, [1, 2, 3], np.ones(3, dtype=bool), None)  # type: ignore[arg-type]
+    rec, executed = cf.confirm_candidate(None, arms, [1, 2, 3], np.ones(3, dtype=bool))  # type: ignore[arg-type]
     assert executed == [] and rec.candidate is None and not rec.confirmed and rec.confirmation is None
     assert (rec.best_arm, rec.arms_compared) == ("bottom-2", 2) and rec.selection_gain == pytest.approx(-0.01)
     result = cf.CounterfactualResult(tmp_path, ("a", "b", "c"), None, arms, [1, 2, 3], np.ones(3, dtype=bool), recommendation=rec)  # type: ignore[arg-type]
@@ -230,7 +237,7 @@ def test_resuming_retrains_only_the_missing_run(study: Path) -> None:
     before = _summary(study)
     victim = sorted((study / SWEEP_DIR / "runs").glob("*-r000.npz"))[0]
     victim.unlink()
-    result = run_counterfactual(study, [2], REPEATS, serial=True, progress=False)
+    result = run_counterfactual(_context(study), [2], REPEATS)
     assert [s.run_id for s in result.executed] == [victim.stem]
     assert [a.row()["mean"] for a in result.arms] == pytest.approx([float(r["mean"]) for r in before])
 
@@ -239,11 +246,11 @@ def test_bad_input_is_refused_before_training(study: Path, tmp_path: Path, capsy
     assert main(["counterfactual", str(study), "--k", str(len(TINY_GLYPHS)), *ARGS[2:]]) == EXIT_USAGE
     assert "between 1 and 7 (the study has 8 classes" in capsys.readouterr().err
     empty = _empty_study(tmp_path / "empty", TINY_GLYPHS)
-    with pytest.raises(InputError, match="0 finished subset models"):
-        run_counterfactual(empty, [2], REPEATS, serial=True, progress=False)
+    with pytest.raises(InputError, match="0 finished models"):
+        run_counterfactual(_context(empty), [2], REPEATS)
     other = _empty_study(tmp_path / "other", [*TINY_GLYPHS[:-1], "2"])
     with pytest.raises(InputError, match="same source class names"):
-        run_counterfactual(study, [2], REPEATS, ranking_from=other, serial=True, progress=False)
+        run_counterfactual(_context(study), [2], REPEATS, ranking_from=_context(other))
     assert not (empty / SWEEP_DIR).exists()
 
 
@@ -258,7 +265,7 @@ def test_fewer_seeds_than_the_confirmation_needs_are_refused_before_training(stu
     assert sorted(p.name for p in (study / SWEEP_DIR / "runs").glob("*.npz")) == stored
     empty = _empty_study(tmp_path / "empty", TINY_GLYPHS)  # refused before the study is even read
     with pytest.raises(InputError, match="at least 3 seeds"):
-        run_counterfactual(empty, [2], 2, serial=True, progress=False)
+        run_counterfactual(_context(empty), [2], 2)
     assert not (empty / SWEEP_DIR).exists()
 
 
@@ -307,7 +314,7 @@ def test_whatif_arm_removes_the_k_the_prediction_picks(tmp_path: Path) -> None:
 
     path = tmp_path / "study"
     run_study(parse_config(tiny_config_dict(num_models=12, **{"baselines.repeats": 2})), path, progress=False)
-    result = run_counterfactual(path, [2], REPEATS, serial=True, progress=False)
+    result = run_counterfactual(_context(path), [2], REPEATS)
     write_counterfactual(result)
     curve = result.ranking.whatif
     assert curve is not None
@@ -394,7 +401,7 @@ def test_compare_rankings_pairs_arms_seed_by_seed(study: Path, tmp_path: Path, c
         if row["selection"] == "bottom" and row["ranking"] != "own":
             first = accuracy(arms["own"][("bottom", 2)]["removed"])
             assert float(row["bottom_minus_first_ranking_bottom"]) == pytest.approx((ours - first).mean(), abs=1e-6)
-    labels = [s.label for s in read_ranking_sweeps(study)]
+    labels = [s.label for s in read_ranking_sweeps(_context(study))]
     assert labels[0] == "own" and "from-second" in labels and {r["ranking"] for r in rows} == set(labels)
     # Each ranking's chosen arm carries its confirmed gain, as its recommendation.json says.
     for label in labels:
@@ -437,8 +444,11 @@ def test_the_best_removal_across_rankings_is_chosen_on_selection_seeds() -> None
     assert "own's bottom-2" in best_removal_lines([lucky, steady])[-1] and "not confirmed: keep the full source" in best_removal_lines([lucky, steady])[-1]
 
 
-def test_compare_rankings_needs_a_sweep(tmp_path: Path) -> None:
+def test_compare_rankings_needs_a_sweep(tmp_path: Path, capsys) -> None:
     from transfer_influence.analysis.ranking_comparison import read_ranking_sweeps
 
+    empty = _empty_study(tmp_path / "empty", TINY_GLYPHS)
     with pytest.raises(InputError, match="no counterfactual sweep"):
-        read_ranking_sweeps(tmp_path)
+        read_ranking_sweeps(_context(empty))
+    assert main(["compare-rankings", str(empty)]) == EXIT_USAGE
+    assert "no counterfactual sweep" in capsys.readouterr().err and not (empty / SWEEP_DIR).exists()

@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 from transfer_influence.analysis.baselines import accuracy_difference, mean_estimate
+from transfer_influence.analysis.context import StudyContext
 from transfer_influence.analysis.rankings import overall_influence
 from transfer_influence.cli import main
 from transfer_influence.evaluate.fdr import significant_classes
@@ -77,7 +78,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_findings_name_the_ends_of_the_ranking_with_intervals_and_significance(study: Path) -> None:
-    report = build_report(study)
+    report = build_report(StudyContext.open(study))
     findings = report.findings
     assert findings is not None
     results = open_study(study)
@@ -105,7 +106,7 @@ def test_pretraining_finding_is_the_difference_with_its_welch_interval(study: Pa
     dof = (a + b) ** 2 / (a**2 / (subset.size - 1) + b**2 / (random_init.size - 1))
     diff = subset.mean() - random_init.mean()
     half = stats.t.ppf(0.975, dof) * math.sqrt(a + b)
-    report = build_report(study, diagnostics=False, actions=False)
+    report = build_report(StudyContext.open(study), diagnostics=False, actions=False)
     text = dict(report.findings.items)["Does pretraining matter"]  # type: ignore[union-attr]
     assert f"{100 * diff:+.1f} points" in text
     assert f"95% CI [{100 * (diff - half):+.1f}, {100 * (diff + half):+.1f}] points" in text
@@ -114,7 +115,7 @@ def test_pretraining_finding_is_the_difference_with_its_welch_interval(study: Pa
 
 
 def test_reliability_and_lds_findings_quote_the_diagnostics(study: Path) -> None:
-    report = build_report(study, actions=False)
+    report = build_report(StudyContext.open(study), actions=False)
     items = dict(report.findings.items)  # type: ignore[union-attr]
     diag = report.diagnostics
     assert diag is not None
@@ -147,7 +148,7 @@ def test_lds_is_the_held_out_spearman_on_the_same_split(study: Path) -> None:
     """Both fit on the same training models and rank the same held-out ones; they differ only where
     a target is constant over the held-out models (the LDS leaves it out, held-out scores it 0), which
     the 0/1 ``correct`` outputs can be: the continuous kinds must agree."""
-    rows = json.loads((build_report(study, actions=False).directory / "diagnostics.json").read_text())["table"]
+    rows = json.loads((build_report(StudyContext.open(study), actions=False).directory / "diagnostics.json").read_text())["table"]
     compared = [r for r in rows if r["level"] != "example" and r["output_kind"] != "correct"]
     assert len(compared) == 3 * 2 * 2
     for row in compared:
@@ -155,16 +156,16 @@ def test_lds_is_the_held_out_spearman_on_the_same_split(study: Path) -> None:
 
 
 def test_a_second_report_leaves_no_figure_of_the_first(study: Path) -> None:
-    first = build_report(study, estimator="dim")
+    first = build_report(StudyContext.open(study, estimator="dim"))
     dim_projections = {p.name for p in first.directory.glob("projection_*.png")}
-    second = build_report(study, estimator="ridge")
+    second = build_report(StudyContext.open(study, estimator="ridge"))
     results = open_study(study)
     ridge = overall_influence(results, second.findings.output_kind, "ridge")  # type: ignore[union-attr]
     top = [results.class_names[k] for k in np.argsort(-ridge.values[:, 0], kind="stable")[:3]]
     assert {p.name for p in second.directory.glob("projection_*.png")} == {f"projection_{file_stem(c)}.png" for c in top}
     assert dim_projections  # the first report drew its own
     assert json.loads((second.directory / "findings.json").read_text())["estimator"] == "ridge"
-    third = build_report(study, diagnostics=False, actions=False)
+    third = build_report(StudyContext.open(study), diagnostics=False, actions=False)
     left = {p.name for p in third.directory.iterdir()}
     assert not {"reliability.png", "diagnostics.json", "mistakes.png"} & left and not any(n.startswith("projection_") for n in left)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from transfer_influence.analysis.context import RetrainOptions, StudyContext
 from transfer_influence.analysis.counterfactual import SWEEP_DIR, Arm, ArmResult, split_targets
 from transfer_influence.analysis.handpicked import (
     HandPickedResult,
@@ -27,10 +28,29 @@ from transfer_influence.cli import EXIT_USAGE, main
 from transfer_influence.errors import InputError
 from transfer_influence.pipeline.run import run_study
 from transfer_influence.study.config import parse_config
+from transfer_influence.study.store import StudyStore
+from transfer_influence.study.views import build_study_data, save_study_data
 
 from .conftest import TINY_GLYPHS, tiny_config_dict
 
 REPEATS = ["--repeats", "3", "--serial", "--quiet"]
+QUIET = RetrainOptions(serial=True, progress=False)
+
+
+def _context(path: Path) -> StudyContext:
+    return StudyContext.open(path, retrain=QUIET)
+
+
+def empty_example_study(path: Path) -> Path:
+    """A created example-level study (``design.unit: example``) with its data views and no finished
+    run: a command for class-level studies must refuse it by its units alone, before reading runs."""
+    config = parse_config(tiny_config_dict(**{"design.unit": "example", "num_models": 12}))
+    data = build_study_data(config)
+    store = StudyStore.create_or_open(
+        path, config, config.run_numerics("cpu"), data.fingerprints(), extra={"class_names": list(data.class_names)}
+    )
+    save_study_data(data, store.data_path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +134,7 @@ def test_counterfactual_rows_survive_and_a_rerun_replaces_its_own_row(study: dic
     path = study["path"]
     rows = _summary(path)
     assert rows[:-1] == study["summary_before"] and rows[-1]["selection"] == "hand_picked"
-    result = run_handpicked(path, repeats=2, serial=True, progress=False)
+    result = run_handpicked(_context(path), repeats=2)
     assert result.executed == []
     assert main(["handpicked", str(path), *REPEATS]) == 0
     assert _summary(path) == rows
@@ -151,7 +171,7 @@ def test_bad_mapping_files_are_refused_before_training(
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(text)
     with pytest.raises(InputError, match=message):
-        run_handpicked(path, mapping, repeats=2, serial=True, progress=False)
+        run_handpicked(_context(path), mapping, repeats=2)
     assert set(_runs(path)) == runs_before
 
 
@@ -161,6 +181,19 @@ def test_cli_refuses_a_missing_mapping_and_too_few_seeds(study: dict[str, object
     assert "no such file" in capsys.readouterr().err
     assert main(["handpicked", str(path), "--repeats", "1", "--serial", "--quiet"]) == EXIT_USAGE
     assert "at least 2 seeds" in capsys.readouterr().err
+
+
+def test_a_library_call_on_an_example_study_is_refused_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    """The guard is the entry function's, not only the CLI's: ``run_handpicked`` on an example-level
+    study raises before a relation is read, a retrain is trained or a folder is written."""
+    from transfer_influence.analysis import counterfactual
+
+    study = empty_example_study(tmp_path / "examples")
+    before = sorted(p.name for p in study.iterdir())
+    monkeypatch.setattr(counterfactual, "run_sweep", lambda *a, **kw: pytest.fail("retrained on an example study"))
+    with pytest.raises(InputError, match=r"example-level study \(design.unit: example\).*`handpicked` works on source classes"):
+        run_handpicked(_context(study), tmp_path / "no-such-mapping.yaml", repeats=1)
+    assert sorted(p.name for p in study.iterdir()) == before
 
 
 def test_without_digit_targets_and_glyphs_a_mapping_is_asked_for() -> None:

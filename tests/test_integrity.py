@@ -21,7 +21,6 @@ from transfer_influence.pipeline.status import format_status, study_status
 from transfer_influence.study import store as store_module
 from transfer_influence.study.design import RunSpec, design_mask, train_seed
 from transfer_influence.study.integrity import QUARANTINE_DIR, check_run_file
-from transfer_influence.study.outputs import OUTPUT_KINDS
 from transfer_influence.study.results import audit_runs, consolidate, open_study
 from transfer_influence.study.store import RUNNING_DIR, StudyStore, mark_running
 from transfer_influence.train.worker import Worker

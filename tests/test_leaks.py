@@ -175,3 +175,34 @@ def test_the_analysis_refuses_class_units_too(example_study: Path) -> None:
     results.unit_kind = "class"
     with pytest.raises(InputError, match=r"class-level study.*design.unit: example"):
         study_leaks(results, "p_true")
+
+
+def test_library_calls_on_a_class_study_are_refused_before_any_work(tmp_path: Path) -> None:
+    """The leak entry functions and the leak report pair single source examples: on a class-level
+    study (no runs here, so anything read would fail otherwise) the context refuses each before
+    results are read or a folder is made."""
+    from transfer_influence.analysis.context import StudyContext
+    from transfer_influence.analysis.planted import curve_request, study_leak_findings, study_planted_curve
+    from transfer_influence.report.leak_report import build_leak_report
+
+    study = tmp_path / "class-study"
+    StudyStore.create_or_open(study, parse_config(tiny_config_dict()), {}, {}, {})
+    before = sorted(p.name for p in study.iterdir())
+    context = StudyContext.open(study, estimator="ridge")
+    for call in (lambda: study_leak_findings(context), lambda: study_planted_curve(context),
+                 lambda: curve_request(context), lambda: build_leak_report(context)):
+        with pytest.raises(InputError, match=r"is a class-level study .* single source examples"):
+            call()
+    assert sorted(p.name for p in study.iterdir()) == before and context._results is None
+
+
+def test_leak_findings_of_a_context_are_the_ranked_study_coefficients(example_study: Path) -> None:
+    from transfer_influence.analysis.context import StudyContext
+    from transfer_influence.analysis.planted import study_leak_findings
+
+    context = StudyContext.open(example_study, kind="p_true", estimator="dim", estimators=("lasso", "ridge", "dim"))
+    findings = study_leak_findings(context, per_target=2)
+    results = open_study(example_study)
+    np.testing.assert_array_equal(findings.coefficients, example_influence(results, "p_true", "dim").values)
+    assert findings.ranking == study_leaks(results, "p_true", "dim", 2, seed=results.config.seed)
+    assert findings.planted is None  # nothing planted in this study's source

@@ -173,11 +173,14 @@ def test_influence_command_writes_each_targets_tables_apart(studies: dict[str, P
     shutil.copytree(studies["two"], study)
     assert main(["influence", str(study), "--target-set", "letters", "--estimator", "dim", "--kind", "p_true"]) == 0
     assert main(["influence", str(study), "--estimator", "dim", "--kind", "p_true"]) == 0
-    letters_csv = (study / "influence" / "letters" / "overall_p_true_dim.csv").read_text()
+    letters_csv = (study / "influence" / "target-letters" / "overall_p_true_dim.csv").read_text()
     primary_csv = (study / "influence" / "overall_p_true_dim.csv").read_text()
     assert letters_csv != primary_csv
-    values = np.load(study / "influence" / "letters" / "example_values_p_true_dim.npy")
+    values = np.load(study / "influence" / "target-letters" / "example_values_p_true_dim.npy")
     assert values.shape == (8, 40)
+    assert main(["project", str(study), "--target-set", "letters", "--source-class", "A", "--top", "2"]) == 0
+    assert (study / "projection" / "target-letters" / "source_A_p_true_dim.csv").is_file()
+    assert not (study / "projection" / "source_A_p_true_dim.csv").exists()
 
 
 def test_counterfactual_on_another_target_shares_the_retrains(studies: dict[str, Path], tmp_path: Path) -> None:
@@ -204,13 +207,44 @@ def test_counterfactual_on_another_target_shares_the_retrains(studies: dict[str,
     assert (study / "counterfactual" / "summary.csv").read_text() != (folder / "summary.csv").read_text()
     rows = (folder / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("selection,k,mean") and len(rows) > 2
+    # The what-if rule of the letters ranking starts from the all-source run's letters accuracy on
+    # their selection half (k = 0), not from its accuracy on the primary's images.
+    from transfer_influence.analysis.counterfactual import split_targets
+
+    store = StudyStore.open(study)
+    [baseline] = [r for r in store.finished_run_ids() if r.startswith("all_source-")]
+    selection = split_targets(open_study(study, target="letters").target_labels, store.config.seed)
+    rule = json.loads((folder / "removed.json").read_text())["whatif_rule"]
+    assert rule["available"]
+    assert rule["predicted_accuracy_by_k"][0] == pytest.approx(store.read_run_output(baseline, "correct", "letters")[selection].mean())
+
+
+def test_whatif_of_another_target_is_anchored_on_that_targets_baseline(
+    studies: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A prediction for the letters target interpolates from the all-source run's letters accuracy,
+    overall and per letter (it once read the primary's, a test set of another size)."""
+    from transfer_influence.analysis.context import StudyContext
+    from transfer_influence.analysis.whatif import what_if
+
+    store = StudyStore.open(studies["two"])
+    [baseline] = [r for r in store.finished_run_ids() if r.startswith("all_source-")]
+    correct = store.read_run_output(baseline, "correct", "letters").astype(np.float64)
+    labels = open_study(studies["two"], target="letters").target_labels
+    result = what_if(StudyContext.open(studies["two"], target="letters"), ["A"])
+    assert result.columns == ("all targets", "G", "H", "J", "K")
+    expected = [correct.mean(), *(correct[labels == c].mean() for c in range(4))]
+    np.testing.assert_allclose(result.full_accuracy, expected, rtol=1e-6)
+    assert main(["whatif", str(studies["two"]), "--target-set", "letters", "--remove", "A"]) == 0
+    out = capsys.readouterr().out
+    assert f"{'all targets':>14} {correct.mean():>11.4f}" in out and "no interval" in out
 
 
 def test_report_of_another_target_goes_to_its_own_folder(studies: dict[str, Path], tmp_path: Path) -> None:
     study = tmp_path / "two"
     shutil.copytree(studies["two"], study)
     assert main(["report", str(study), "--target-set", "letters", "--estimator", "dim"]) == 0
-    page = (study / "report" / "letters" / "report.html").read_text()
+    page = (study / "report" / "target-letters" / "report.html").read_text()
     assert "target <code>letters</code>" in page
     assert not (study / "report" / "report.html").exists()
 
@@ -227,7 +261,7 @@ def test_explain_and_verify_take_the_target_set_of_the_image(studies: dict[str, 
     letters = open_study(study, target="letters")
     image = str(letters.target_ids[0])
     assert main(["explain", str(study), "--target-set", "letters", "--image", image, "--estimator", "dim"]) == 0
-    assert list((study / "explain" / "letters").glob("targets_*_p_true_dim.csv"))
+    assert list((study / "explain" / "target-letters").glob("targets_*_p_true_dim.csv"))
     assert not (study / "explain" / "targets_p_true_dim.csv").exists()
     assert main(["verify", str(study), "--target-set", "letters", "--image", image, "--remove", "A",
                  "--repeats", "3", "--serial", "--quiet", "--estimator", "dim"]) == 0

@@ -315,10 +315,18 @@ def test_a_ranking_from_a_study_of_the_other_unit_is_refused(planted_study: Path
 
     class_study = tmp_path / "class-study"
     run_study(parse_config(tiny_config_dict()), class_study, progress=False, stream=io.StringIO())
+    from transfer_influence.analysis.context import RetrainOptions, StudyContext
+
+    def context(path: Path) -> StudyContext:
+        return StudyContext.open(path, retrain=RetrainOptions(serial=True, progress=False))
+
     with pytest.raises(InputError, match="is a class-level study .* same design.unit"):
-        run_counterfactual(planted_study, [2], 3, ranking_from=class_study, serial=True, progress=False)
+        run_counterfactual(context(planted_study), [2], 3, ranking_from=context(class_study))
     with pytest.raises(InputError, match="is an example-level study .* same design.unit"):
-        run_counterfactual(class_study, [2], 3, ranking_from=planted_study, serial=True, progress=False)
+        run_counterfactual(context(class_study), [2], 3, ranking_from=context(planted_study))
+    assert not (class_study / "counterfactual").exists()
+    assert main(["counterfactual", str(class_study), "--k", "2", "--repeats", "3", "--serial", "--quiet",
+                 "--ranking-from", str(planted_study)]) == EXIT_USAGE
     assert not (class_study / "counterfactual").exists()
 
 

@@ -170,3 +170,39 @@ def test_a_study_with_too_few_finished_runs_is_refused(tmp_path: Path, capsys) -
         assert main(argv) == EXIT_USAGE
         assert "at least 3" in capsys.readouterr().err
     assert not (small / "projection").exists() and not (small / "explain").exists()
+
+
+def test_library_calls_on_an_example_study_are_refused_before_any_work(tmp_path: Path) -> None:
+    """``project``, ``explain`` and the class report read whole source classes: called as functions on
+    an example-level study (no runs at all here, so anything read would fail otherwise), each is
+    refused by the context's unit guard before results are read or a folder is made."""
+    from transfer_influence.analysis.context import StudyContext
+    from transfer_influence.analysis.debugging import explain_study
+    from transfer_influence.analysis.projection import project_study
+    from transfer_influence.report.build import build_report
+    from transfer_influence.study.store import StudyStore
+
+    study = tmp_path / "example-study"
+    StudyStore.create_or_open(study, parse_config(tiny_config_dict(**{"design.unit": "example"})), {}, {}, {})
+    before = sorted(p.name for p in study.iterdir())
+    context = StudyContext.open(study)
+    for call, command in ((lambda: project_study(context, source_class="A"), "project"),
+                          (lambda: explain_study(context), "explain"),
+                          (lambda: build_report(context), "report")):
+        with pytest.raises(InputError, match=rf"is an example-level study .* while `{command}` works on source classes"):
+            call()
+    assert sorted(p.name for p in study.iterdir()) == before
+    assert context._results is None  # refused before the results were read
+
+
+def test_project_study_equals_the_projection_of_the_example_influences(study: Path, results: StudyResults) -> None:
+    from transfer_influence.analysis.context import StudyContext
+    from transfer_influence.analysis.projection import project_study
+
+    context = StudyContext.open(study, estimator="ridge")
+    found = project_study(context, source_class="C", top=3)
+    influence = example_influence(results, context.kind, "ridge")
+    expected = project_source_class(influence, results.target_labels, results.target_class_names, "C", 3)
+    assert found == expected and found.estimator == "ridge"
+    with pytest.raises(InputError, match="either a source class"):
+        project_study(context, source_class="C", target_class="3")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from transfer_influence.analysis.context import StudyContext
 from transfer_influence.analysis.lookalikes import lookalike_check
 from transfer_influence.analysis.rankings import overall_influence, per_target_class_influence
 from transfer_influence.estimate import group_means
@@ -137,7 +138,7 @@ def test_plan_runs_pilots_and_recommends(tmp_path: Path, capsys) -> None:
 def test_report_with_the_ridge_estimator(finished_study: Path) -> None:
     from transfer_influence.report.build import build_report
 
-    report = build_report(finished_study, estimator="ridge", diagnostics=False)
+    report = build_report(StudyContext.open(finished_study, estimator="ridge"), diagnostics=False)
     assert report.overall.estimator == "ridge" and report.per_target_class.values.shape == (8, 10)
     page = report.html_path.read_text()
     assert "estimator: ridge regression on the mask" in page

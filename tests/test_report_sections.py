@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from transfer_influence.analysis.context import StudyContext
 from transfer_influence.analysis.counterfactual import SWEEP_DIR, split_targets
 from transfer_influence.analysis.rankings import overall_influence
 from transfer_influence.analysis.whatif import compare_with_sweep, what_if_removed
@@ -89,7 +90,7 @@ def test_whatif_comparison_equals_a_direct_computation(swept: Path) -> None:
 
 
 def test_report_holds_every_section_with_the_sweep(swept: Path) -> None:
-    report = build_report(swept, diagnostics=False)
+    report = build_report(StudyContext.open(swept), diagnostics=False)
     page = report.html_path.read_text()
     for title in ("Counterfactual removal", "What-if predictions against retraining", "Projection:", "Mistakes:"):
         assert title in page
@@ -110,7 +111,7 @@ def test_report_holds_every_section_with_the_sweep(swept: Path) -> None:
 
 
 def test_projected_classes_and_explained_images_follow_the_study(swept: Path) -> None:
-    report = build_report(swept, diagnostics=False)
+    report = build_report(StudyContext.open(swept), diagnostics=False)
     results = open_study(swept)
     kind, estimator = results.config.analysis.output_kind, results.config.analysis.estimator
     overall = overall_influence(results, kind, estimator).values[:, 0]
@@ -127,7 +128,7 @@ def test_projected_classes_and_explained_images_follow_the_study(swept: Path) ->
 
 
 def test_report_without_sweep_or_baselines_says_what_is_missing(bare: Path) -> None:
-    report = build_report(bare, diagnostics=False)
+    report = build_report(StudyContext.open(bare), diagnostics=False)
     page = report.html_path.read_text()
     assert "No removal sweep yet" in page and NO_SWEEP_LINE in page
     assert "Needs the retrains of a counterfactual sweep" in page
@@ -143,25 +144,25 @@ def test_sweep_without_baseline_names_the_missing_baseline(swept: Path, bare: Pa
         shutil.copy(swept / SWEEP_DIR / name, study / SWEEP_DIR / name)
     with pytest.raises(InputError, match="all-source baseline"):
         compare_with_sweep(open_study(study), study / SWEEP_DIR)
-    report = build_report(study, diagnostics=False)
+    report = build_report(StudyContext.open(study), diagnostics=False)
     page = report.html_path.read_text()
     assert "No what-if comparison" in page and "all-source baseline" in page
     assert "Counterfactual removal" in page and "counterfactual.png</code> is missing" in page
 
 
 def test_report_can_leave_the_action_sections_out(bare: Path) -> None:
-    report = build_report(bare, diagnostics=False, actions=False)
+    report = build_report(StudyContext.open(bare), diagnostics=False, actions=False)
     page = report.html_path.read_text()
     assert report.actions is None and "Counterfactual removal" not in page and "Mistakes:" not in page
 
 
 def test_rankings_compared_section_appears_with_a_second_ranking(swept: Path, tmp_path: Path) -> None:
     """One sweep: no comparison; a ranking from another study added: its paired rows in the page."""
-    assert "Rankings compared" not in build_report(swept, diagnostics=False).html_path.read_text()
+    assert "Rankings compared" not in build_report(StudyContext.open(swept), diagnostics=False).html_path.read_text()
     other = tmp_path / "other"
     run_study(parse_config(tiny_config_dict(seed=3, num_models=8, **{"baselines.repeats": 0})), other, progress=False)
     assert main(["counterfactual", str(swept), *SWEEP_ARGS, "--ranking-from", str(other)]) == 0
-    report = build_report(swept, diagnostics=False)
+    report = build_report(StudyContext.open(swept), diagnostics=False)
     page = report.html_path.read_text()
     assert "Rankings compared" in page and "from-other" in page
     rows = report.actions.rankings_compared

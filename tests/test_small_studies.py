@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from transfer_influence.analysis.context import StudyContext
 from transfer_influence.cli import main
 from transfer_influence.errors import InputError, PlanError
 from transfer_influence.estimate import class_influence
@@ -138,7 +139,7 @@ def test_a_failed_report_leaves_the_previous_report_untouched(small_demo: tuple[
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     monkeypatch.setattr(report_build, "plot_per_target_class", _broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        build_report(study, estimator="ridge")
+        build_report(StudyContext.open(study, estimator="ridge"))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in study.iterdir() if p.name.startswith(".report")) == []
 
@@ -148,7 +149,7 @@ def test_a_failed_first_report_leaves_no_folder(tmp_path: Path, small_demo: tupl
     shutil.copytree(small_demo[0], study, ignore=shutil.ignore_patterns("report"))
     monkeypatch.setattr(report_build, "plot_baselines", _broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        build_report(study, diagnostics=False)
+        build_report(StudyContext.open(study), diagnostics=False)
     assert not (study / "report").exists() and not [p for p in study.iterdir() if p.name.startswith(".report")]
 
 
@@ -179,14 +180,14 @@ def test_a_plan_whose_pilots_measured_nothing_is_refused_not_recommended() -> No
 
 
 def test_the_primary_report_keeps_another_targets_report_nested_in_it(tmp_path: Path) -> None:
-    """Swapping the primary's folder in whole must carry ``report/<target>/`` across, not drop it."""
+    """Swapping the primary's folder in whole must carry ``report/target-<name>/`` across, not drop it."""
     from .test_multi_target import two_targets
 
     study = tmp_path / "two"
     run_study(two_targets(), study, progress=False)
-    build_report(study, diagnostics=False, actions=False)
-    letters = build_report(study, diagnostics=False, actions=False, target="letters")
-    assert letters.html_path == study / "report" / "letters" / "report.html"
+    build_report(StudyContext.open(study), diagnostics=False, actions=False)
+    letters = build_report(StudyContext.open(study, target="letters"), diagnostics=False, actions=False)
+    assert letters.html_path == study / "report" / "target-letters" / "report.html"
     page = letters.html_path.read_bytes()
-    build_report(study, diagnostics=False, actions=False)
+    build_report(StudyContext.open(study), diagnostics=False, actions=False)
     assert letters.html_path.read_bytes() == page and (study / "report" / "report.html").is_file()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from transfer_influence.analysis.context import RetrainOptions, StudyContext
 from transfer_influence.analysis.counterfactual import retrain_seeds, retrain_spec
 from transfer_influence.analysis.verify import (
     VERIFY_DIR, target_file_stem, verify_summary, verify_target, write_target,
@@ -31,11 +32,18 @@ from transfer_influence.study.views import build_study_data, save_study_data
 from transfer_influence.train.transfer import LinearHead
 
 from .conftest import TINY_GLYPHS, tiny_config_dict
+from .test_handpicked import empty_example_study
 
 REPEATS = 2
 PAIRS = 12
 CLASSES = 2
 SUMMARY_ARGS = ["--summary", "--pairs", str(PAIRS), "--classes", str(CLASSES), "--repeats", str(REPEATS), "--serial", "--quiet"]
+QUIET = RetrainOptions(serial=True, progress=False)
+
+
+def _context(path: Path, **options: object) -> StudyContext:
+    """The study opened as the library's callers open it, retraining in this process, quietly."""
+    return StudyContext.open(path, retrain=QUIET, **options)  # type: ignore[arg-type]
 
 
 def _config_dict() -> dict:
@@ -166,7 +174,7 @@ def test_run_files_written_before_predicted_labels_still_read(study: Path, tmp_p
         with np.load(path) as archive:
             atomic_write_npz(path, {name: archive[name] for name in archive.files if name != "predicted"})
     with pytest.raises(StudyMismatchError, match="has no predicted labels"):
-        verify_summary(copy, PAIRS, CLASSES, REPEATS, serial=True, progress=False)
+        verify_summary(_context(copy), PAIRS, CLASSES, REPEATS)
 
 
 # ---- one target (Figure 6, right) -------------------------------------------------------------
@@ -179,7 +187,7 @@ def test_target_counts_match_the_retrain_files(study: Path) -> None:
     # An image whose most negative class the summary retrained away: its retrains are shared.
     column = next(j for j in np.argsort(values.min(axis=0)) if int(np.argmin(values[:, j])) in retrained)
     before = _run_ids(study)
-    result = verify_target(study, str(ids[column]), repeats=REPEATS, serial=True, progress=False)
+    result = verify_target(_context(study), str(ids[column]), repeats=REPEATS)
     assert result.executed == [] and _run_ids(study) == before
     removed = int(np.argmin(values[:, column]))
     assert result.removed == class_names[removed] and result.chosen
@@ -202,7 +210,7 @@ def test_target_counts_match_the_retrain_files(study: Path) -> None:
 def test_a_named_class_is_retrained_with_the_same_seeds(study: Path) -> None:
     _, ids = _labels_and_ids(study)
     values = _direct_example_influence(study)
-    result = verify_target(study, str(ids[0]), remove="A", repeats=REPEATS, serial=True, progress=False)
+    result = verify_target(_context(study), str(ids[0]), remove="A", repeats=REPEATS)
     assert not result.chosen and result.removed == "A"
     assert result.influence == pytest.approx(values[TINY_GLYPHS.index("A"), 0])
     seeds = retrain_seeds(StudyStore.open(study).config.seed, REPEATS)
@@ -252,7 +260,7 @@ def test_summary_shares_match_a_direct_computation(study: Path) -> None:
 
 def test_a_second_summary_trains_nothing(study: Path) -> None:
     before = _run_ids(study)
-    summary = verify_summary(study, PAIRS, CLASSES, REPEATS, serial=True, progress=False)
+    summary = verify_summary(_context(study), PAIRS, CLASSES, REPEATS)
     assert summary.executed == [] and _run_ids(study) == before
 
 
@@ -261,7 +269,7 @@ def test_a_killed_retrain_is_the_only_one_run_again(study: Path, tmp_path: Path)
     shutil.copytree(study, copy)
     victim = sorted((copy / VERIFY_DIR / "runs").glob("*.npz"))[0]
     victim.unlink()
-    summary = verify_summary(copy, PAIRS, CLASSES, REPEATS, serial=True, progress=False)
+    summary = verify_summary(_context(copy), PAIRS, CLASSES, REPEATS)
     assert [s.run_id for s in summary.executed] == [victim.stem]
 
 
@@ -281,7 +289,7 @@ def test_cli_prints_the_table_and_writes_the_figure(study: Path, capsys) -> None
 def test_report_shows_the_verifications(study: Path) -> None:
     _, ids = _labels_and_ids(study)
     assert main(["verify", str(study), "--image", str(ids[1]), "--repeats", str(REPEATS), "--serial", "--quiet"]) == 0
-    html = build_report(study, diagnostics=False).html_path.read_text()
+    html = build_report(StudyContext.open(study), diagnostics=False).html_path.read_text()
     section = html[html.index("Verified mistakes"):]
     summary = json.loads((study / VERIFY_DIR / "summary.json").read_text())
     better = summary["top_pairs"]["shares"]["better"]
@@ -306,25 +314,27 @@ def test_bad_input_is_refused_before_training(study: Path, tmp_path: Path, capsy
     target = str(ids[0])
     before = _run_ids(study)
     with pytest.raises(InputError, match="unknown target id 'nope'"):
-        verify_target(study, "nope", repeats=REPEATS, serial=True, progress=False)
+        verify_target(_context(study), "nope", repeats=REPEATS)
     with pytest.raises(InputError, match=r"unknown source class 'Z'.*'A', 'B'"):
-        verify_target(study, target, remove="Z", repeats=REPEATS, serial=True, progress=False)
+        verify_target(_context(study), target, remove="Z", repeats=REPEATS)
     with pytest.raises(InputError, match="at least 2 seeds"):
-        verify_target(study, target, repeats=1, serial=True, progress=False)
+        verify_target(_context(study), target, repeats=1)
     with pytest.raises(InputError, match="at least 2 seeds"):
-        verify_summary(study, repeats=1, serial=True, progress=False)
+        verify_summary(_context(study), repeats=1)
     with pytest.raises(InputError, match="--pairs must be at least 1"):
-        verify_summary(study, pairs=0, repeats=REPEATS, serial=True, progress=False)
+        verify_summary(_context(study), pairs=0, repeats=REPEATS)
     with pytest.raises(InputError, match="--classes must be at least 1"):
-        verify_summary(study, classes=0, repeats=REPEATS, serial=True, progress=False)
+        verify_summary(_context(study), classes=0, repeats=REPEATS)
     with pytest.raises(InputError, match="unknown output kind"):
-        verify_target(study, target, kind="logits", repeats=REPEATS, serial=True, progress=False)
+        _context(study, kind="logits")
     empty = _empty_study(tmp_path / "empty")
-    with pytest.raises(InputError, match="0 finished subset models"):
-        verify_summary(empty, repeats=REPEATS, serial=True, progress=False)
-    with pytest.raises(InputError, match="0 finished subset models"):
-        verify_target(empty, target, repeats=REPEATS, serial=True, progress=False)
+    with pytest.raises(InputError, match="0 finished models"):
+        verify_summary(_context(empty), repeats=REPEATS)
+    with pytest.raises(InputError, match="0 finished models"):
+        verify_target(_context(empty), target, repeats=REPEATS)
     assert not (empty / VERIFY_DIR).exists() and _run_ids(study) == before
+    assert main(["verify", str(study), "--image", target, "--kind", "logits", "--serial", "--quiet"]) == EXIT_USAGE
+    assert "unknown output kind 'logits'" in capsys.readouterr().err
     assert main(["verify", str(study), "--image", "nope", "--serial", "--quiet"]) == EXIT_USAGE
     assert "unknown target id" in capsys.readouterr().err
     assert main(["verify", str(study), "--summary", "--remove", "A", "--serial", "--quiet"]) == EXIT_USAGE
@@ -332,3 +342,21 @@ def test_bad_input_is_refused_before_training(study: Path, tmp_path: Path, capsy
     assert main(["verify", str(study), "--image", target, "--pairs", "3", "--serial", "--quiet"]) == EXIT_USAGE
     assert "--pairs and --classes go with --summary" in capsys.readouterr().err
     assert _run_ids(study) == before
+
+
+@pytest.mark.parametrize("call", ["target", "summary"])
+def test_a_library_call_on_an_example_study_is_refused_before_any_work(call: str, tmp_path: Path, monkeypatch) -> None:
+    """The guard is the entry function's, not only the CLI's: ``verify_target`` / ``verify_summary``
+    on an example-level study raise before the runs are read, a retrain is trained or a folder written."""
+    from transfer_influence.analysis import verify
+
+    study = empty_example_study(tmp_path / "examples")
+    before = sorted(p.name for p in study.iterdir())
+    monkeypatch.setattr(verify, "run_sweep", lambda *a, **kw: pytest.fail("retrained on an example study"))
+    context = _context(study)
+    with pytest.raises(InputError, match=r"example-level study \(design.unit: example\).*`verify` works on source classes"):
+        if call == "target":
+            verify_target(context, "any", repeats=REPEATS)
+        else:
+            verify_summary(context, repeats=REPEATS)
+    assert sorted(p.name for p in study.iterdir()) == before

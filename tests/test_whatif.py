@@ -192,6 +192,24 @@ def test_removals_outside_the_measured_source_sizes_are_refused_before_work(stud
         what_if_removed(results, ["A", "B", "C", "D", "E"])
 
 
+def test_the_command_entry_predicts_from_the_context_and_refuses_example_studies(study: Path, tmp_path: Path) -> None:
+    """``what_if(context, …)`` (what ``transfer-influence whatif`` calls) is ``what_if_removed`` on the
+    context's results; on an example-level study it refuses, before any run is read, by itself."""
+    from transfer_influence.analysis.context import StudyContext
+    from transfer_influence.analysis.whatif import what_if
+    from transfer_influence.errors import InputError
+
+    from .test_handpicked import empty_example_study
+
+    via_context = what_if(StudyContext.open(study), ["A", "0"], ridge=0.0, level="linear")
+    direct = what_if_removed(open_study(study), ["A", "0"], ridge=0.0, level="linear")
+    np.testing.assert_allclose(via_context.predicted, direct.predicted)
+    np.testing.assert_allclose(via_context.predicted_stderr, direct.predicted_stderr)
+    examples = empty_example_study(tmp_path / "examples")
+    with pytest.raises(InputError, match=r"example-level study \(design.unit: example\).*`whatif` works on source classes"):
+        what_if(StudyContext.open(examples), ["A"])
+
+
 def test_sweep_comparison_predicts_on_the_scoring_half(study: Path, tmp_path: Path) -> None:
     import json
 

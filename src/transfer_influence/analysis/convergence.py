@@ -19,6 +19,7 @@ from ..evaluate.reliability import (
 )
 from ..study.design import knockoff_masks
 from ..study.results import StudyResults
+from .context import StudyContext
 from .lds import study_lds
 
 MIN_MODELS = 8
@@ -193,6 +194,25 @@ def diagnose(
             out.knockoffs = knockoff_fdr(results.masks, fake, outputs, est)
         progress.update("bootstrap and knockoffs")
     return out
+
+
+def diagnose_study(
+    context: StudyContext,
+    kinds: tuple[str, ...] | None = None,
+    estimators: tuple[str, ...] = ("dim", "ridge"),
+    target_reliability: float = 0.8,
+    show_progress: bool = True,
+) -> Diagnostics:
+    """``diagnose`` on a study context: every output kind (``kinds`` None: all the study has) and
+    ``estimators``, with the bootstrap and knockoffs of the context's output kind and estimator
+    (where they are among those diagnosed). The report calls this with the same defaults, so that
+    ``report`` and ``diagnose`` give the same numbers for the same study."""
+    results = context.results
+    kinds = results.output_kinds if kinds is None else kinds
+    primary = (context.kind if context.kind in kinds else kinds[0],
+               context.estimator if context.estimator in estimators else estimators[0])
+    return diagnose(results, kinds, estimators, primary=primary, target_reliability=target_reliability,
+                    show_progress=show_progress)
 
 
 def _note_empty_split_halves(out: Diagnostics, results: StudyResults) -> None:

@@ -27,9 +27,12 @@ unadjusted comparison, not a recommendation.
 
 Every retrain is a run of a sweep store in ``STUDY/counterfactual/`` (see ``execute.sweep``), named
 by the classes it removes and its seed: arms that remove the same set share runs, and a sweep that
-is run again trains only what is missing. A ranking taken from another study (``ranking_from``)
-writes its summary to ``STUDY/counterfactual/from-<that study's folder name>/``, beside the study's
-own in ``STUDY/counterfactual/``: the retrains (full source and random arms included) are shared.
+is run again trains only what is missing. Every retrain transfers to every target of the study, so
+that store is shared by the sweeps of all targets; a target's summaries go to its folder
+(``StudyContext.folder``: ``STUDY/counterfactual/`` for the primary target,
+``STUDY/counterfactual/target-<name>/`` for an extra one). A ranking taken from another study
+(``ranking_from``) writes its summary to ``from-<that study's folder name>/`` inside that folder,
+beside the study's own: the retrains (full source and random arms included) are shared.
 """
 
 from __future__ import annotations
@@ -41,22 +44,22 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..data.planted import read_planted
 from ..errors import InputError, StudyMismatchError
-from ..estimate import InfluenceEstimate, check_estimator, estimate
+from ..estimate import InfluenceEstimate, estimate
 from ..evaluate.fdr import significant_classes
 from ..evaluate.selection import MIN_SEEDS, choose_arm
 from ..execute import RunSummary, run_sweep
 from ..study.atomic import atomic_write_text
 from ..study.config import StudyConfig
 from ..study.design import RunSpec
-from ..study.outputs import OUTPUT_KINDS
-from ..study.results import StudyResults, load_target_views, open_study
+from ..study.results import StudyResults, load_target_views
 from ..study.store import StudyStore
+from .context import RetrainOptions, StudyContext
 from .leaks import example_coefficients, worst_pair_score
 from .recommendation import (
     RECOMMENDATION_FILE, Recommendation, confirmed_recommendation, header_line, recommendation_json, unconfirmable,
@@ -77,7 +80,6 @@ CONFIRMATION_INDEX = 100_000
 """Run index of confirmation seed 0 (seed r is ``CONFIRMATION_INDEX + r``): apart from the
 selection seeds' indices 0 … R − 1, so a run file says which stream trained it."""
 SIGNIFICANCE_FDR = 0.1
-MIN_RANKING_MODELS = 3
 SUMMARY_COLUMNS = ("selection", "k", "mean", "std", "n", "diff_vs_full", "diff_se", "beats_full_2se")
 RECOMMENDABLE = ("top", "bottom", "significant", "whatif", "worst_pair")
 """Arms that name one source: ``random`` removes another set for every seed, so it is a control;
@@ -157,64 +159,51 @@ def _class_order(ours: Sequence[str], theirs: Sequence[str], other: Path) -> np.
     return np.array([position[name] for name in ours], dtype=np.int64)
 
 
-def _finished_results(path: Path, role: str, target: str | None = None) -> StudyResults:
-    results = open_study(path, target=target)
-    if results.num_models < MIN_RANKING_MODELS:
+def _check_ranking_study(context: StudyContext, ranking: StudyContext) -> None:
+    """Refuse, before the other study is read or consolidated, a ranking study whose units are of
+    another kind (classes vs source examples) or have other names than this study's."""
+    if ranking.unit_kind != context.unit_kind:
+        kinds = {"example": "an example-level study (design.unit: example)", "class": "a class-level study"}
         raise InputError(
-            f"{role} {path} has {results.num_models} finished subset models; a ranking needs at least "
-            f"{MIN_RANKING_MODELS}: run the study (`transfer-influence run`) before the counterfactual"
+            f"--ranking-from {ranking.path} is {kinds[ranking.unit_kind]} and {context.path} is "
+            f"{kinds[context.unit_kind]}: a ranking removes units of its own kind, so take it from a study of "
+            "the same design.unit"
         )
-    return results
+    _class_order(study_unit_names(context.store), study_unit_names(ranking.store), ranking.path)
 
 
-def build_ranking(
-    store: StudyStore,
-    selection: np.ndarray,
-    ranking_from: Path | None,
-    kind: str | None,
-    estimator: str | None,
-    target: str | None = None,
-) -> Ranking:
-    """Rank this study's classes from its own influences on the selection half of its target
-    ``target`` (None: the primary), or from another study's influences on that study's primary
-    target. The other study's target examples are used in full unless they are this study's own
-    target test set, whose scoring half stays out of the ranking."""
-    source_path = ranking_from or store.path
-    ours = study_unit_names(store)
-    if ranking_from is not None:  # named before the other study is read or consolidated
-        other = StudyStore.open(ranking_from)
-        if other.example_units != store.example_units:
-            kinds = {True: "an example-level study (design.unit: example)", False: "a class-level study"}
-            raise InputError(
-                f"--ranking-from {ranking_from} is {kinds[other.example_units]} and {store.path} is "
-                f"{kinds[store.example_units]}: a ranking removes units of its own kind, so take it from a study of "
-                "the same design.unit"
-            )
-        _class_order(ours, study_unit_names(other), ranking_from)
-    role = "the ranking study" if ranking_from else "study"
-    results = _finished_results(source_path, role, None if ranking_from else target)
-    kind = kind or results.config.analysis.output_kind
-    estimator = check_estimator(estimator or results.config.analysis.estimator)
-    if kind not in OUTPUT_KINDS:
-        raise InputError(f"unknown output kind {kind!r}; choose one of {list(OUTPUT_KINDS)}")
-    order = _class_order(ours, results.class_names, source_path)
-    ours_test = "target_test" if target is None else f"target_test__{target}"
-    same_targets = ranking_from is None or (
-        results.metadata["fingerprints"].get("target_test") == store.metadata["fingerprints"][ours_test]
-    )
-    influence = selection_influence(results, np.flatnonzero(selection) if same_targets else None, kind, estimator)
+def _target_fingerprint(context: StudyContext) -> str | None:
+    """The data fingerprint of the context's target test set (which images it scores)."""
+    member = "target_test" if context.target is None else f"target_test__{context.target}"
+    return context.store.metadata["fingerprints"].get(member)
+
+
+def build_ranking(context: StudyContext, selection: np.ndarray, ranking_from: StudyContext | None = None) -> Ranking:
+    """Rank this study's units from its own influences on the selection half of its target, or from
+    another study's influences (``ranking_from``: that study's context, whose kind, estimator and
+    target rank). The other study's target examples are used in full unless they are this study's
+    own target test set, whose scoring half stays out of the ranking."""
+    source = ranking_from or context
+    ours = study_unit_names(context.store)
+    if ranking_from is not None:
+        _check_ranking_study(context, ranking_from)
+    results = source.results
+    order = _class_order(ours, results.class_names, source.path)
+    same_targets = ranking_from is None or _target_fingerprint(ranking_from) == _target_fingerprint(context)
+    columns = np.flatnonzero(selection) if same_targets else None
+    influence = selection_influence(results, columns, source.kind, source.estimator)
     significant = {name for name, value, _ in significant_classes(influence, 0, SIGNIFICANCE_FDR) if value < 0}
     if results.unit_kind == "example":
         whatif, note = None, "what-if predictions are made for class removals only"
     else:
-        whatif, note = _whatif_curve(results, influence.values[:, 0], np.flatnonzero(selection) if same_targets else None)
+        whatif, note = _whatif_curve(source, influence.values[:, 0], columns)
     return Ranking(
         values=influence.values[order, 0],
         stderr=influence.stderr[order, 0],
         significant_negative=tuple(i for i, name in enumerate(ours) if name in significant),
-        source=str(source_path),
-        kind=kind,
-        estimator=estimator,
+        source=str(source.path),
+        kind=source.kind,
+        estimator=source.estimator,
         num_models=results.num_models,
         on_selection_half=same_targets,
         whatif=_in_our_order(whatif, results.class_names, ours) if whatif is not None else None,
@@ -222,11 +211,11 @@ def build_ranking(
     )
 
 
-def _whatif_curve(results: StudyResults, values: np.ndarray, columns: np.ndarray | None) -> tuple[RemovalCurve | None, str]:
+def _whatif_curve(source: StudyContext, values: np.ndarray, columns: np.ndarray | None) -> tuple[RemovalCurve | None, str]:
     """The ranking study's what-if curve for removing its most negative classes first, or why none."""
-    if not any(r.startswith("all_source-") for r in StudyStore.open(results.path).finished_run_ids()):
-        return None, f"{results.path} has no all-source baseline run, which anchors what-if predictions"
-    return removal_curve(results, np.argsort(values, kind="stable"), columns), ""
+    if not any(r.startswith("all_source-") for r in source.store.finished_run_ids()):
+        return None, f"{source.path} has no all-source baseline run, which anchors what-if predictions"
+    return removal_curve(source.results, np.argsort(values, kind="stable"), columns), ""
 
 
 def _in_our_order(curve: RemovalCurve, theirs: Sequence[str], ours: Sequence[str]) -> RemovalCurve:
@@ -278,11 +267,11 @@ def plan_arms(ranking: Ranking, ks: Sequence[int], repeats: int, study_seed: int
     return arms
 
 
-def worst_pair_scores(store: StudyStore, selection: np.ndarray, ranking: Ranking, target: str | None) -> np.ndarray:
+def worst_pair_scores(context: StudyContext, selection: np.ndarray, ranking: Ranking) -> np.ndarray:
     """Each source example's most negative influence on any single image of the selection half (the
     score ``leaks`` ranks negative pairs by), for an example study: a mislabelled example hurts the
     few images that look like it, which a sum over all images dilutes."""
-    results = open_study(store.path, target=target)
+    results = context.results
     outputs = np.asarray(results.outputs(ranking.kind), dtype=np.float64)[:, selection]
     return worst_pair_score(example_coefficients(results.masks, outputs, ranking.estimator, blocks=results.blocks))
 
@@ -447,50 +436,40 @@ def default_ks(num_classes: int, examples: bool = False) -> list[int]:
 
 
 def run_counterfactual(
-    study_dir: str | Path,
+    context: StudyContext,
     ks: Sequence[int] | None = None,
     repeats: int = DEFAULT_REPEATS,
-    ranking_from: str | Path | None = None,
-    estimator: str | None = None,
-    kind: str | None = None,
-    serial: bool = False,
-    workers: int | None = None,
-    progress: bool = True,
-    stream: IO[str] | None = None,
-    target: str | None = None,
+    ranking_from: StudyContext | None = None,
 ) -> CounterfactualResult:
-    """Rank, retrain every arm R times (skipping retrains already stored) and score them.
+    """Rank, retrain every arm R times (skipping retrains already stored) and score them on the
+    context's target; retrains run as ``context.retrain`` says.
 
     Then the arm the R selection seeds choose is confirmed on R fresh seeds (``confirm_candidate``).
     Every input is checked before any training: k within 1 … K−1, at least ``MIN_REPEATS`` seeds, a
-    ranking study with finished runs and this study's class names, a target the study has. ``target``: the
-    study's target to rank and score on (None: the primary). The retrains transfer to every target
-    of the study, so they are shared by the sweeps of all its targets; the summary of a target other
-    than the primary goes to ``STUDY/counterfactual/target-<name>/``."""
-    study_dir = Path(study_dir)
-    store = StudyStore.open(study_dir)
-    extra = store.extra_target_name(target)
-    class_names = study_unit_names(store)
-    ks = sorted(set(ks)) if ks is not None else default_ks(len(class_names), store.example_units)
-    _check_request(ks, repeats, len(class_names), "source examples" if store.example_units else "classes")
-    config = store.config
-    selection = split_targets(load_target_views(store, extra)["labels"], config.seed)
-    ranking = build_ranking(store, selection, Path(ranking_from) if ranking_from else None, kind, estimator, extra)
-    seeds = retrain_seeds(config.seed, repeats)
-    arms = plan_arms(ranking, ks, repeats, config.seed)
-    if store.example_units and ranking_from is None:
-        arms += worst_pair_arms(worst_pair_scores(store, selection, ranking, extra), ks, repeats)
-    arms += planted_arms(class_names, repeats, store.example_units)
-    run_config = sweep_config(config, serial, workers)
-    sweep = retrain_arms(store, arms, seeds, ~selection, run_config, progress, stream, target=extra)
-    recommendation, confirming = confirm_candidate(
-        store, sweep.arms, confirmation_seeds(config.seed, repeats), ~selection, run_config, progress, stream, extra
-    )
-    target_dir = sweep.store.path if extra is None else sweep.store.path / target_dir_name(extra)
-    results_dir = target_dir if ranking_from is None else target_dir / ranking_dir_name(Path(ranking_from))
+    ranking study (``ranking_from``: its context, whose output kind and estimator rank) with finished
+    runs and this study's unit names and kind. The retrains transfer to every target of the study,
+    so they are shared by the sweeps of all its targets; the summaries go to
+    ``context.folder("counterfactual")``."""
+    unit_names = study_unit_names(context.store)
+    examples = context.unit_kind == "example"
+    ks = sorted(set(ks)) if ks is not None else default_ks(len(unit_names), examples)
+    _check_request(ks, repeats, len(unit_names), context.unit_word)
+    seed = context.config.seed
+    selection = split_targets(load_target_views(context.store, context.target)["labels"], seed)
+    ranking = build_ranking(context, selection, ranking_from)
+    seeds = retrain_seeds(seed, repeats)
+    arms = plan_arms(ranking, ks, repeats, seed)
+    if examples and ranking_from is None:
+        arms += worst_pair_arms(worst_pair_scores(context, selection, ranking), ks, repeats)
+    arms += planted_arms(unit_names, repeats, examples)
+    sweep = retrain_arms(context, arms, seeds, ~selection)
+    recommendation, confirming = confirm_candidate(context, sweep.arms, confirmation_seeds(seed, repeats), ~selection)
+    results_dir = context.folder(SWEEP_DIR)
+    if ranking_from is not None:
+        results_dir = results_dir / ranking_dir_name(ranking_from.path)
     return CounterfactualResult(
-        results_dir, class_names, ranking, sweep.arms, seeds, selection, sweep.executed + confirming,
-        ranking_from is not None, "example" if store.example_units else "class", recommendation,
+        results_dir, unit_names, ranking, sweep.arms, seeds, selection, sweep.executed + confirming,
+        ranking_from is not None, context.unit_kind, recommendation,
     )
 
 
@@ -511,14 +490,7 @@ def arm_label(arm: Arm) -> str:
 
 
 def confirm_candidate(
-    store: StudyStore,
-    arms: Sequence[ArmResult],
-    seeds: Sequence[int],
-    scoring: np.ndarray,
-    run_config: StudyConfig,
-    progress: bool = True,
-    stream: IO[str] | None = None,
-    target: str | None = None,
+    context: StudyContext, arms: Sequence[ArmResult], seeds: Sequence[int], scoring: np.ndarray
 ) -> tuple[Recommendation, list[RunSummary]]:
     """Retrain the candidate and the full source on the fresh ``seeds`` (stored in the sweep store
     as ``…-c<r>`` runs, so a rerun trains nothing again) and test the candidate's paired gain there.
@@ -530,7 +502,7 @@ def confirm_candidate(
         return unconfirmable(label, None if best is None else best.differences, len(pool), len(arms[0].accuracy)), []
     repeats = len(seeds)
     pair = [Arm("full", 0, ((),) * repeats), Arm(chosen.arm.selection, chosen.arm.k, (chosen.arm.removed[0],) * repeats)]
-    sweep = retrain_arms(store, pair, seeds, scoring, run_config, progress, stream, target, confirmation=True)
+    sweep = retrain_arms(context, pair, seeds, scoring, confirmation=True)
     full, arm = sweep.arms
     recommendation = confirmed_recommendation(
         arm_label(chosen.arm), chosen.arm.selection, chosen.arm.k, chosen.arm.removed[0], chosen.differences,  # type: ignore[arg-type]
@@ -539,26 +511,27 @@ def confirm_candidate(
     return recommendation, sweep.executed
 
 
-def target_dir_name(target: str) -> str:
-    """Folder (inside the sweep directory) of the summaries for an extra target: its retrains are the
-    primary's (every retrain transfers to every target), its scores and rankings are its own."""
-    return f"target-{target}"
-
-
 def ranking_dir_name(ranking_from: Path) -> str:
     """Folder (inside the sweep directory) of the summary of a ranking taken from another study."""
     name = ranking_from.resolve().name
     return "from-" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-def sweep_config(config: StudyConfig, serial: bool, workers: int | None) -> StudyConfig:
+def sweep_config(config: StudyConfig, retrain: RetrainOptions) -> StudyConfig:
     """The study's config with the retrains' own execution settings (executor, workers)."""
     changes: dict[str, object] = {}
-    if serial:
+    if retrain.serial:
         changes["execution.executor"] = "serial"
-    if workers is not None:
-        changes["execution.workers"] = workers
+    if retrain.workers is not None:
+        changes["execution.workers"] = retrain.workers
     return config.with_overrides(**changes) if changes else config
+
+
+def retrain_store_dir(context: StudyContext) -> Path:
+    """The sweep store of the study's counterfactual retrains: ``STUDY/counterfactual/``, the primary
+    target's folder whatever the context's target, because every retrain transfers to every target
+    and so serves the sweeps (and ``handpicked``) of all of them."""
+    return context.path / SWEEP_DIR
 
 
 @dataclass
@@ -569,29 +542,29 @@ class RetrainedArms:
 
 
 def retrain_arms(
-    store: StudyStore,
+    context: StudyContext,
     arms: Sequence[Arm],
     seeds: Sequence[int],
     scoring: np.ndarray,
-    run_config: StudyConfig,
-    progress: bool = True,
-    stream: IO[str] | None = None,
-    target: str | None = None,
     confirmation: bool = False,
 ) -> RetrainedArms:
-    """Retrain every arm's runs missing from the sweep store in ``STUDY/counterfactual/`` and score
-    each on the ``scoring`` examples; ``arms[0]`` must be the full source, which every other arm is
-    paired with seed by seed. Any caller with the same seeds shares the stored retrains.
-    ``confirmation``: the seeds are confirmation seeds (runs named ``…-c<r>``, apart from the
-    selection seeds' ``…-r<r>``)."""
+    """Retrain every arm's runs missing from the sweep store (``retrain_store_dir``) as
+    ``context.retrain`` says, and score each on the ``scoring`` examples of the context's target;
+    ``arms[0]`` must be the full source, which every other arm is paired with seed by seed. Any
+    caller with the same seeds shares the stored retrains. ``confirmation``: the seeds are
+    confirmation seeds (runs named ``…-c<r>``, apart from the selection seeds' ``…-r<r>``)."""
     if not arms or arms[0].selection != "full":
         raise ValueError("the first arm must be the full source: the others are paired with it")
-    num_units = len(study_unit_names(store))
+    num_units = len(study_unit_names(context.store))
     specs_of = [arm_specs(arm, num_units, seeds, confirmation) for arm in arms]
     all_specs = [spec for specs in specs_of for spec in specs]
     label = "confirmation retrains" if confirmation else "retrains"
-    report = run_sweep(store, store.path / SWEEP_DIR, all_specs, run_config, progress, stream, label=label)
-    accuracy = {spec.run_id: scoring_accuracy(report.store, spec, scoring, target) for spec in all_specs}
+    retrain = context.retrain
+    report = run_sweep(
+        context.store, retrain_store_dir(context), all_specs, sweep_config(context.config, retrain),
+        retrain.progress, retrain.stream, label=label,
+    )
+    accuracy = {spec.run_id: scoring_accuracy(report.store, spec, scoring, context.target) for spec in all_specs}
     full = np.array([accuracy[s.run_id] for s in specs_of[0]])
     results: list[ArmResult] = []
     for arm, specs in zip(arms, specs_of):

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import unknown_name_error
 from ..estimate import InfluenceEstimate, estimate
 from ..study.results import StudyResults
+from .context import StudyContext
 from .projection import check_top
 
 
@@ -142,3 +143,24 @@ def explain_targets(
             )
         )
     return explanations
+
+
+@dataclass(frozen=True)
+class StudyExplanations:
+    """What ``explain`` found: the images it was asked about (none: the most often mispredicted)
+    and each one's most negative source classes."""
+
+    images: tuple[str, ...]
+    """The target ids asked about; empty when the study's most mispredicted images were chosen."""
+    explanations: list[Explanation]
+
+
+def explain_study(context: StudyContext, images: Sequence[str] = (), count: int = 5, top: int = 5) -> StudyExplanations:
+    """``explain`` on a class-level study: the ``top`` most negative source classes of each target
+    image in ``images`` (by id) or, when none is named, of the ``count`` most often mispredicted
+    ones. Every id is looked up before anything is estimated."""
+    check_top(top)
+    context.require_units("class", "explain")
+    results = context.results
+    columns = [find_target(results, image) for image in images] if images else list(most_mispredicted(results, count))
+    return StudyExplanations(tuple(images), explain_targets(results, columns, context.kind, context.estimator, top))

@@ -9,7 +9,8 @@ layout), from WordNet's noun hierarchy (``analysis.wordnet``: a target's synset 
 
 The retrains are the counterfactual sweep's: the same store in ``STUDY/counterfactual/``, the same
 R training seeds as its full-source arm (so the two share those runs and the comparison is paired),
-and the same scoring half of the target test images.
+and the same scoring half of the target test images; the results go beside the counterfactual's
+summaries of the same target (``context.folder("counterfactual")``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Sequence
+from typing import Sequence
 
 import numpy as np
 import yaml
@@ -29,16 +30,9 @@ from ..execute import RunSummary
 from ..study.atomic import atomic_write_text
 from ..study.results import load_target_views
 from ..study.store import StudyStore, study_lock
+from .context import StudyContext
 from .counterfactual import (
-    DEFAULT_REPEATS,
-    SUMMARY_COLUMNS,
-    Arm,
-    ArmResult,
-    retrain_arms,
-    retrain_seeds,
-    split_targets,
-    sweep_config,
-    target_dir_name,
+    DEFAULT_REPEATS, SUMMARY_COLUMNS, SWEEP_DIR, Arm, ArmResult, retrain_arms, retrain_seeds, split_targets,
 )
 from .lookalikes import DIGIT_LOOKALIKES
 from .relation import Relation
@@ -163,26 +157,20 @@ def _source_datasets(store: StudyStore) -> list[str]:
 
 
 def run_handpicked(
-    study_dir: str | Path,
-    mapping: str | Path | None = None,
-    repeats: int = DEFAULT_REPEATS,
-    serial: bool = False,
-    workers: int | None = None,
-    progress: bool = True,
-    stream: IO[str] | None = None,
-    target: str | None = None,
+    context: StudyContext, mapping: str | Path | None = None, repeats: int = DEFAULT_REPEATS
 ) -> HandPickedResult:
     """Retrain the full source and the hand-picked source with the counterfactual's R seeds
-    (skipping retrains already stored) and score both on its scoring half of the study's target
-    ``target`` (None: the primary; an extra target's files go to its ``target-<name>`` folder).
+    (skipping retrains already stored, running them as ``context.retrain`` says) and score both on
+    its scoring half of the context's target; the files go to ``context.folder("counterfactual")``.
 
-    The target, the relation and the seed count are checked before any training."""
-    store = StudyStore.open(Path(study_dir))
-    extra = store.extra_target_name(target)
+    The kind of study (whole source classes only), the relation and the seed count are checked
+    before any training."""
+    context.require_units("class", "handpicked")
     if repeats < 2:
         raise InputError(f"--repeats {repeats}: paired standard errors need at least 2 seeds (the paper uses 10)")
+    store = context.store
     class_names = tuple(store.metadata["class_names"])
-    views = load_target_views(store, extra)
+    views = load_target_views(store, context.target)
     targets = tuple(views["classes"].tolist())
     if mapping is not None:
         relation = relation_from_file(Path(mapping), targets, class_names)
@@ -190,16 +178,15 @@ def run_handpicked(
         relation = default_relation(_source_datasets(store), targets, class_names)
     kept = kept_classes(relation, class_names)
     removed = tuple(i for i in range(len(class_names)) if i not in set(kept))
-    config = store.config
-    scoring = ~split_targets(views["labels"], config.seed)
-    seeds = retrain_seeds(config.seed, repeats)
+    seed = context.config.seed
+    scoring = ~split_targets(views["labels"], seed)
+    seeds = retrain_seeds(seed, repeats)
     arms = [Arm("full", 0, ((),) * repeats), Arm(SELECTION, len(removed), (removed,) * repeats)]
-    sweep = retrain_arms(
-        store, arms, seeds, scoring, sweep_config(config, serial, workers), progress, stream, target=extra
-    )
+    sweep = retrain_arms(context, arms, seeds, scoring)
     full, picked = sweep.arms
-    sweep_dir = sweep.store.path if extra is None else sweep.store.path / target_dir_name(extra)
-    return HandPickedResult(sweep_dir, class_names, relation, kept, full, picked, seeds, scoring, sweep.executed)
+    return HandPickedResult(
+        context.folder(SWEEP_DIR), class_names, relation, kept, full, picked, seeds, scoring, sweep.executed
+    )
 
 
 # ---- files ------------------------------------------------------------------------------------

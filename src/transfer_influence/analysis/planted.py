@@ -7,8 +7,8 @@ source examples are ordered by their most negative coefficient on any target (th
 ranks negative pairs), and the share of planted mislabels among the first ``n`` flagged (``n`` = the
 number planted) is compared with their share of the source (*enrichment*: 1 is what random
 flagging gives). The same is reported for the examples' summed coefficient over all targets (their
-overall effect, the score a removal acts on). Pure numpy on coefficients; the study is read by
-``study_planted_curve`` only.
+overall effect, the score a removal acts on). Pure numpy on coefficients; the study is read only
+by the functions that take a ``StudyContext`` (``study_leak_findings``, ``study_planted_curve``).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import numpy as np
 
 from ..data.planted import PlantedFaults, read_planted
 from ..errors import InputError
-from ..study.results import StudyResults
+from .context import StudyContext
 from .leaks import (
     PER_TARGET,
     LeakRanking,
     check_leak_estimator,
+    check_per_target,
     example_coefficients,
-    require_example_units,
     study_coefficients,
     study_leaks,
     worst_pair_score,
@@ -148,45 +148,85 @@ def check_model_counts(counts: Sequence[int], available: int) -> list[int]:
     return sorted(set(int(m) for m in counts))
 
 
+@dataclass(frozen=True)
+class CurveRequest:
+    """The model counts and estimators of a detection curve (``leaks --curve``), checked against the
+    study before any fit."""
+
+    model_counts: tuple[int, ...]
+    estimators: tuple[str, ...]
+
+
+def _planted_faults(context: StudyContext, why: str) -> PlantedFaults:
+    """The study's planted faults, or an ``InputError`` (``why``: what needs them) when it has none."""
+    planted = read_planted(context.results.unit_names)
+    if planted.empty:
+        raise InputError(why)
+    return planted
+
+
+def curve_request(
+    context: StudyContext, model_counts: Sequence[int] | None = None, estimators: Sequence[str] | None = None
+) -> CurveRequest:
+    """``leaks --curve`` checked before any fitting: the study must have planted faults, each count
+    lie between 3 and its finished models (default: doubling from ``CURVE_START``), each estimator be
+    a leak estimator (default: the context's)."""
+    context.require_units("example", "leaks")
+    _planted_faults(context, (
+        f"--curve scores detection of planted faults, and {context.path} has none (no source.plant in its config); "
+        "run a study with planted faults, such as configs/leaks.yaml"
+    ))
+    available = context.results.num_models
+    counts = check_model_counts(model_counts, available) if model_counts else default_model_counts(available)
+    names = tuple(dict.fromkeys(check_leak_estimator(e.strip()) for e in (estimators or (context.estimator,))))
+    return CurveRequest(tuple(counts), names)
+
+
 def study_planted_curve(
-    results: StudyResults,
-    kind: str,
-    estimators: Sequence[str] = ("lasso",),
-    model_counts: Sequence[int] | None = None,
+    context: StudyContext,
+    request: CurveRequest | None = None,
     top_k: int = DEFAULT_TOP_K,
-    seed: int = 0,
     on_step: Callable[[PlantedScore], None] | None = None,
     fitted: dict[tuple[int, str], np.ndarray] | None = None,
 ) -> list[PlantedScore]:
     """Detection of the study's planted faults by each estimator on its first m models, for each m
-    (models in run order, so a curve reads as "what a study this size would have found").
-    ``fitted``: coefficients the caller already has, by (models, estimator), not fitted again."""
-    require_example_units(results)
-    for name in estimators:
-        check_leak_estimator(name)
-    planted = read_planted(results.unit_names)
-    if planted.empty:
-        raise InputError(
-            f"{results.path} has no planted faults (no source example id starts with planted-leak/ or "
-            "planted-mislabel/); plant them with source.plant in the config, as configs/leaks.yaml does"
-        )
-    counts = check_model_counts(model_counts, results.num_models) if model_counts else default_model_counts(results.num_models)
+    (models in run order, so a curve reads as "what a study this size would have found"); ``request``
+    None: the default counts with the context's estimator. ``fitted``: coefficients the caller
+    already has, by (models, estimator), not fitted again."""
+    context.require_units("example", "leaks")
+    check_top_k(top_k)
+    results = context.results
+    planted = _planted_faults(context, (
+        f"{results.path} has no planted faults (no source example id starts with planted-leak/ or "
+        "planted-mislabel/); plant them with source.plant in the config, as configs/leaks.yaml does"
+    ))
+    request = request or curve_request(context)
+    counts = check_model_counts(request.model_counts, results.num_models)
+    names = [check_leak_estimator(name) for name in request.estimators]
     columns = leak_columns(planted, [str(t) for t in results.target_ids])
-    outputs = np.asarray(results.outputs(kind), dtype=np.float64)
+    outputs = np.asarray(results.outputs(context.kind), dtype=np.float64)
     blocks = results.blocks
     scores: list[PlantedScore] = []
     for m in counts:
-        for name in estimators:
+        for name in names:
             coefficients = (fitted or {}).get((m, name))
             if coefficients is None:
                 coefficients = example_coefficients(
-                    results.masks[:m], outputs[:m], name, blocks=None if blocks is None else blocks[:m], seed=seed
+                    results.masks[:m], outputs[:m], name, blocks=None if blocks is None else blocks[:m],
+                    seed=context.config.seed,
                 )
             score = score_planted(coefficients, planted, columns, m, name, top_k)
             scores.append(score)
             if on_step is not None:
                 on_step(score)
     return scores
+
+
+def check_top_k(top_k: int) -> int:
+    """The rank a planted leak must reach to count as found (``--recall-k``): at least 1."""
+    if top_k < 1:
+        raise InputError(f"--recall-k must be at least 1 (got {top_k})")
+    return top_k
 
 
 @dataclass(frozen=True)
@@ -202,23 +242,24 @@ class LeakFindings:
 
 
 def study_leak_findings(
-    results: StudyResults,
-    kind: str,
-    estimator: str,
+    context: StudyContext,
     per_target: int = PER_TARGET,
     top_k: int = DEFAULT_TOP_K,
-    seed: int = 0,
 ) -> LeakFindings:
-    """Fit, rank and score an example study once, for ``leaks`` and the example report alike. Every
-    input — the output kind, planted leaks of images the study does not test — is checked before the fit."""
-    require_example_units(results)
-    if kind not in results.output_kinds:
-        raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
+    """Fit, rank and score an example study once on the context's output kind and estimator, for
+    ``leaks`` and the example report alike. Every input — the kind of study, the estimator, planted
+    leaks of images the study does not test — is checked before the fit."""
+    context.require_units("example", "leaks")
+    check_leak_estimator(context.estimator)
+    check_per_target(per_target)
+    check_top_k(top_k)
+    results = context.results
     planted = read_planted(results.unit_names)
     columns = None if planted.empty else leak_columns(planted, [str(t) for t in results.target_ids])
+    seed = context.config.seed
     started = time.perf_counter()
-    coefficients = study_coefficients(results, kind, estimator, seed)
-    ranking = study_leaks(results, kind, estimator, per_target, seed, coefficients)
+    coefficients = study_coefficients(results, context.kind, context.estimator, seed)
+    ranking = study_leaks(results, context.kind, context.estimator, per_target, seed, coefficients)
     seconds = time.perf_counter() - started
-    score = None if columns is None else score_planted(coefficients, planted, columns, results.num_models, estimator, top_k)
+    score = None if columns is None else score_planted(coefficients, planted, columns, results.num_models, context.estimator, top_k)
     return LeakFindings(coefficients, ranking, score, seconds)

@@ -11,14 +11,15 @@ columns are target examples; images are read from the study's ``data.npz`` for t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import InputError, unknown_name_error
 from ..estimate import InfluenceEstimate
-from ..study.store import DATA_FILE, StudyStore
+from ..study.store import DATA_FILE
+from .context import StudyContext
+from .rankings import example_influence
 
 SEE_CLASSES = "`transfer-influence influence STUDY` (its tables name every class)"
 """Where an unknown-class error sends the reader for the names it does not list."""
@@ -92,12 +93,11 @@ class StudyImages:
         return self.source_images[members[picks]]
 
 
-def load_study_images(study_dir: Path, target: str | None = None) -> StudyImages:
-    """The source images and the test images of the study's target ``target`` (None or the
-    primary's name: the primary target; an extra target's name: its test set)."""
-    extra = None if target is None else StudyStore.open(study_dir).extra_target_name(target)
-    test = "target_test" if extra is None else f"target_test__{extra}"
-    with np.load(Path(study_dir) / DATA_FILE, allow_pickle=False) as archive:
+def load_study_images(context: StudyContext) -> StudyImages:
+    """The source images and the test images of the context's target (the primary's test set, or
+    an extra target's), as stored in the study's ``data.npz``."""
+    test = "target_test" if context.target is None else f"target_test__{context.target}"
+    with np.load(context.path / DATA_FILE, allow_pickle=False) as archive:
         return StudyImages(
             source_images=archive["source_train__images"],
             source_labels=archive["source_train__labels"].astype(np.int64),
@@ -230,3 +230,35 @@ def project_target_class(
         groups=tuple(groups),
         unclaimed=unclaimed,
     )
+
+
+def check_projection_request(context: StudyContext, source_class: str | None, target_class: str | None, top: int) -> None:
+    """The class named and ``top`` against the study's data, before any estimate: a ``top`` past
+    the images there are would only be cut after the estimate (and a huge figure drawn)."""
+    results = context.results
+    count = len(results.target_ids)
+    if (source_class is None) == (target_class is None):
+        raise InputError("name either a source class (--source-class) or a target class (--target-class) to project")
+    if source_class is not None:
+        find_source_class(results.class_names, source_class)
+        most = source_projection_limit(count)
+        check_top(top, most, f"{most}, half of the study's {count} target test images (no image is listed at both ends)")
+    else:
+        find_target_class(results.target_class_names, str(target_class))
+        check_top(top, count, f"the study's {count} target test images")
+
+
+def project_study(
+    context: StudyContext, source_class: str | None = None, target_class: str | None = None, top: int = 8
+) -> SourceProjection | TargetClassProjection:
+    """``project`` on a class-level study: the target images ``source_class`` influences most (at
+    each end), or the images of ``target_class`` grouped by their most positive source class; every
+    name and ``top`` is checked before the example influences are estimated."""
+    check_top(top)
+    context.require_units("class", "project")
+    check_projection_request(context, source_class, target_class, top)
+    results = context.results
+    influence = example_influence(results, context.kind, context.estimator)
+    if source_class is not None:
+        return project_source_class(influence, results.target_labels, results.target_class_names, source_class, top)
+    return project_target_class(influence, results.target_labels, results.target_class_names, str(target_class))

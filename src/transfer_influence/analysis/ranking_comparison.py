@@ -1,10 +1,11 @@
 """Which ranking acts better? Counterfactual sweeps of one study under several rankings, compared.
 
-A study's own ranking writes its sweep summary to ``STUDY/counterfactual/``, a ranking taken from
-another study (another α, another target, another architecture: paper App. E.5) to
-``STUDY/counterfactual/from-<name>/``. Every sweep of the study retrains with the same R seeds and
-scores on the same held-apart target images, so any two arms — of one ranking or of two — are
-compared *paired*, seed by seed, and the standard error of a difference is that of the per-seed
+A study's own ranking writes its sweep summary to its target's counterfactual folder
+(``context.folder("counterfactual")``: ``STUDY/counterfactual/``, or ``target-<name>/`` inside it for
+an extra target), a ranking taken from another study (another α, another target, another
+architecture: paper App. E.5) to ``from-<name>/`` inside that folder. Every sweep of the study
+retrains with the same R seeds and scores on the same held-apart target images, so any two arms —
+of one ranking or of two — are compared *paired*, seed by seed, and the standard error of a difference is that of the per-seed
 differences. Two questions are answered per ranking: how much accuracy its best removal buys over
 the full source, and how far removing its top-k falls below removing random k classes (how well it
 separates helpful classes from the rest); and between rankings, the paired difference of their
@@ -30,7 +31,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..study.atomic import atomic_write_text
-from .counterfactual import SWEEP_DIR, target_dir_name
+from .context import StudyContext
+from .counterfactual import SWEEP_DIR
 from .recommendation import Recommendation, confirmation_text, read_recommendation, selection_text
 
 REMOVED_FILE = "removed.json"
@@ -112,26 +114,21 @@ def _read_sweep(folder: Path, label: str) -> RankingSweep:
     )
 
 
-def target_sweep_dir(study_dir: str | Path, target: str | None = None) -> Path:
-    """Where the counterfactual summaries of the study's target ``target`` are (None or the primary's
-    name: ``STUDY/counterfactual``; an extra target: its ``target-<name>`` folder inside it)."""
-    from ..study.store import StudyStore
-
-    extra = StudyStore.open(study_dir).extra_target_name(target) if target is not None else None
-    sweep_dir = Path(study_dir) / SWEEP_DIR
-    return sweep_dir if extra is None else sweep_dir / target_dir_name(extra)
+def read_ranking_sweeps(context: StudyContext) -> list[RankingSweep]:
+    """Every counterfactual sweep of the context's study on its target: its own ranking first, then
+    the others by name. Sweeps retrained with other seeds than the first are refused (they could not
+    be paired)."""
+    return sweeps_in(context.folder(SWEEP_DIR), context.path)
 
 
-def read_ranking_sweeps(study_dir: str | Path, target: str | None = None) -> list[RankingSweep]:
-    """Every counterfactual sweep of a study on its target ``target`` (None: the primary): its own
-    ranking first, then the others by name. Sweeps retrained with other seeds than the first are
-    refused (they could not be paired)."""
-    sweep_dir = target_sweep_dir(study_dir, target)
+def sweeps_in(sweep_dir: Path, study: Path) -> list[RankingSweep]:
+    """The sweeps written in one target's counterfactual folder ``sweep_dir`` of ``study``: its own
+    ranking's first, then each ``from-*`` ranking's by name; seeds must agree across them."""
     folders = [(sweep_dir, "own")] if (sweep_dir / REMOVED_FILE).is_file() else []
     folders += [(f, f.name) for f in sorted(sweep_dir.glob("from-*")) if (f / REMOVED_FILE).is_file()]
     if not folders:
         raise InputError(
-            f"{study_dir} has no counterfactual sweep: run `transfer-influence counterfactual {study_dir}` "
+            f"{study} has no counterfactual sweep: run `transfer-influence counterfactual {study}` "
             "(and with --ranking-from OTHER_STUDY for another ranking) first"
         )
     sweeps = [_read_sweep(folder, label) for folder, label in folders]
@@ -220,14 +217,14 @@ def comparison_rows(sweeps: list[RankingSweep]) -> list[dict[str, object]]:
     return rows
 
 
-def write_comparison(study_dir: str | Path, rows: list[dict[str, object]], target: str | None = None) -> Path:
-    """``STUDY/counterfactual/rankings_compared.csv`` (an extra target's: in its ``target-<name>``
-    folder): the rows of ``comparison_rows``."""
+def write_comparison(context: StudyContext, rows: list[dict[str, object]]) -> Path:
+    """``rankings_compared.csv`` in the context's counterfactual folder (``STUDY/counterfactual/``, an
+    extra target's ``target-<name>/`` inside it): the rows of ``comparison_rows``."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COMPARISON_COLUMNS + CONFIRMATION_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path = target_sweep_dir(study_dir, target) / COMPARISON_FILE
+    path = context.folder(SWEEP_DIR) / COMPARISON_FILE
     atomic_write_text(path, buffer.getvalue())
     return path
 

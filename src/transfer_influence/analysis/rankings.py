@@ -8,13 +8,16 @@ for the group, which per-example standard errors cannot give (the examples' nois
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 
 from ..estimate import InfluenceEstimate, estimate, group_means
+from ..evaluate.fdr import significant_classes
 from ..study.results import StudyResults
+from .context import StudyContext
 
 
 def _estimate(
@@ -63,3 +66,36 @@ def top_and_bottom(influence: InfluenceEstimate, column: int, k: int) -> tuple[l
     order = ranked(influence, column)
     k = min(k, len(order) // 2)
     return order[:k], order[-k:][::-1]
+
+
+@dataclass(frozen=True)
+class StudyInfluence:
+    """What ``influence`` reports for one study context: its three rankings, the estimate time and
+    the units whose overall influence is non-zero at the false-discovery rate ``fdr``."""
+
+    overall: InfluenceEstimate
+    per_target_class: InfluenceEstimate
+    examples: InfluenceEstimate
+    seconds: float
+    """Time of the three estimates (what the command reports, not the reading of the study)."""
+    fdr: float
+    significant: tuple[tuple[str, float, float], ...]
+    """(name, influence, p-value) of the units in the one-sided Benjamini–Hochberg lists."""
+
+    @property
+    def suffix(self) -> str:
+        """``<kind>_<estimator>``, the part of the table names that keeps choices apart."""
+        return f"{self.overall.output_kind}_{self.overall.estimator}"
+
+
+def study_influence(context: StudyContext, fdr: float = 0.1) -> StudyInfluence:
+    """The ``influence`` command's numbers: overall, per target class and per target example, on the
+    context's output kind and estimator, and the significant units at ``fdr``."""
+    results = context.results
+    started = time.perf_counter()
+    overall = overall_influence(results, context.kind, context.estimator)
+    per_class = per_target_class_influence(results, context.kind, context.estimator)
+    examples = example_influence(results, context.kind, context.estimator)
+    seconds = time.perf_counter() - started
+    significant = tuple(significant_classes(overall, 0, fdr))
+    return StudyInfluence(overall, per_class, examples, seconds, fdr, significant)

@@ -17,7 +17,9 @@ Every retrain is a run of the sweep store ``STUDY/verify/`` (see ``execute.sweep
 class it removes and its seed as in the counterfactual sweep, so a target and the summary that
 remove the same class share their runs, and a second call trains only what is missing. The store is
 its own because it needs the predicted labels that run files record only since they were added (a
-counterfactual sweep may predate them).
+counterfactual sweep may predate them). Every retrain transfers to every target of the study, so the
+store serves them all; a target's verifications go to its folder (``context.folder("verify")``:
+``STUDY/verify/`` for the primary target, ``STUDY/verify/target-<name>/`` for an extra one).
 """
 
 from __future__ import annotations
@@ -28,21 +30,18 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError, StudyMismatchError, unknown_name_error
-from ..estimate import check_estimator, estimate
+from ..errors import InputError, StudyMismatchError
+from ..estimate import estimate
 from ..execute import RunSummary, run_sweep
 from ..study.atomic import atomic_write_text
 from ..study.design import RunSpec
-from ..study.outputs import OUTPUT_KINDS
-from ..study.results import StudyResults, open_study
 from ..study.store import DATA_FILE, StudyStore
-from .counterfactual import (
-    DEFAULT_REPEATS, MIN_RANKING_MODELS, retrain_seeds, retrain_spec, sweep_config, target_dir_name,
-)
+from .context import StudyContext
+from .counterfactual import DEFAULT_REPEATS, retrain_seeds, retrain_spec, sweep_config
 from .debugging import explain_targets, find_target
 from .projection import find_source_class
 from .rankings import example_influence
@@ -67,46 +66,16 @@ most negatively influenced images."""
 
 
 # ---- shared checks and retrains ---------------------------------------------------------------
-@dataclass(frozen=True)
-class _Context:
-    store: StudyStore
-    results: StudyResults
-    kind: str
-    estimator: str
-    seeds: list[int]
-    extra_target: str | None = None
-    """The target set verified on, as run files name it (None: the primary)."""
-
-    @property
-    def results_dir(self) -> Path:
-        """Where this target's verifications are written: ``STUDY/verify`` for the primary target,
-        its ``target-<name>`` folder inside it for an extra one (the retrains are shared)."""
-        folder = self.store.path / VERIFY_DIR
-        return folder if self.extra_target is None else folder / target_dir_name(self.extra_target)
-
-
-def _open_checked(
-    study_dir: Path, repeats: int, kind: str | None, estimator: str | None, target_set: str | None = None
-) -> _Context:
-    """The study, its finished runs and the analysis choice, every one checked before any training."""
+def _checked_seeds(context: StudyContext, repeats: int) -> list[int]:
+    """The R retrain seeds, once the kind of study, the seed count and the finished runs are checked
+    (before any training): ``verify`` removes whole source classes and compares R ≥ 2 seeds."""
+    context.require_units("class", "verify")
     if repeats < 2:
         raise InputError(f"--repeats {repeats}: comparing predictions with and without a class needs at least 2 seeds "
                          f"(the paper uses {2 * DEFAULT_REPEATS})")
-    store = StudyStore.open(study_dir)
-    extra = store.extra_target_name(target_set)
-    results = open_study(study_dir, target=target_set)
-    if results.num_models < MIN_RANKING_MODELS:
-        raise InputError(
-            f"{study_dir} has {results.num_models} finished subset models; influences need at least "
-            f"{MIN_RANKING_MODELS}: run the study (`transfer-influence run`) before verifying"
-        )
-    if len(results.class_names) < 2:
-        raise InputError(f"{study_dir} has one source class; removing it would leave nothing to train on")
-    kind = kind or results.config.analysis.output_kind
-    if kind not in OUTPUT_KINDS:
-        raise unknown_name_error("output kind", kind, list(OUTPUT_KINDS))
-    estimator = check_estimator(estimator or results.config.analysis.estimator)
-    return _Context(store, results, kind, estimator, retrain_seeds(store.config.seed, repeats), extra)
+    if len(context.results.class_names) < 2:
+        raise InputError(f"{context.path} has one source class; removing it would leave nothing to train on")
+    return retrain_seeds(context.config.seed, repeats)
 
 
 def _specs(removed: tuple[int, ...], num_classes: int, seeds: Sequence[int]) -> list[RunSpec]:
@@ -141,20 +110,23 @@ class _Retrained:
     executed: list[RunSummary]
 
 
-def _retrain(
-    context: _Context, removed: Sequence[int], serial: bool, workers: int | None, progress: bool, stream: IO[str] | None
-) -> _Retrained:
+def _retrain(context: StudyContext, seeds: Sequence[int], removed: Sequence[int]) -> _Retrained:
     """Retrain the full source and the full source minus each class in ``removed`` (one at a time)
-    with every seed, skipping the runs already stored, and read their predicted labels."""
+    with every seed, as ``context.retrain`` says, skipping the runs already stored in the study's
+    verify store (``STUDY/verify/``, shared by its targets), and read the labels they predict on the
+    context's target."""
     num_classes = len(context.results.class_names)
-    full = _specs((), num_classes, context.seeds)
-    minus = {c: _specs((c,), num_classes, context.seeds) for c in removed}
+    full = _specs((), num_classes, seeds)
+    minus = {c: _specs((c,), num_classes, seeds) for c in removed}
     specs = full + [spec for group in minus.values() for spec in group]
-    config = sweep_config(context.store.config, serial, workers)
-    report = run_sweep(context.store, context.store.path / VERIFY_DIR, specs, config, progress, stream, label="retrains")
+    retrain = context.retrain
+    report = run_sweep(
+        context.store, context.path / VERIFY_DIR, specs, sweep_config(context.config, retrain), retrain.progress,
+        retrain.stream, label="retrains",
+    )
     return _Retrained(
-        full=_predictions(report.store, full, context.extra_target),
-        without={c: _predictions(report.store, group, context.extra_target) for c, group in minus.items()},
+        full=_predictions(report.store, full, context.target),
+        without={c: _predictions(report.store, group, context.target) for c, group in minus.items()},
         store=report.store,
         executed=report.executed,
     )
@@ -247,7 +219,7 @@ class TargetVerification:
         ]
 
 
-def _column_influence(context: _Context, column: int, class_index: int) -> float:
+def _column_influence(context: StudyContext, column: int, class_index: int) -> float:
     results = context.results
     outputs = np.asarray(results.outputs(context.kind))[:, [column]]
     influence = estimate(context.estimator, results.masks, outputs, results.class_names, None, context.kind, results.blocks)
@@ -261,25 +233,14 @@ def _target_image(store: StudyStore, column: int, target: str | None = None) -> 
 
 
 def verify_target(
-    study_dir: str | Path,
-    target_id: str,
-    remove: str | None = None,
-    repeats: int = DEFAULT_REPEATS,
-    kind: str | None = None,
-    estimator: str | None = None,
-    serial: bool = False,
-    workers: int | None = None,
-    progress: bool = True,
-    stream: IO[str] | None = None,
-    target_set: str | None = None,
+    context: StudyContext, target_id: str, remove: str | None = None, repeats: int = DEFAULT_REPEATS
 ) -> TargetVerification:
     """Retrain R seeds of the full source with and without ``remove`` (default: the image's most
-    negative source class) and count the labels they predict for the image ``target_id``.
+    negative source class by the context's output kind and estimator) and count the labels they
+    predict for the image ``target_id`` of the context's target.
 
-    The target, the class, the seeds and the study are checked before any training. ``target_set``:
-    the study's target dataset the image is in (None: the primary)."""
-    study_dir = Path(study_dir)
-    context = _open_checked(study_dir, repeats, kind, estimator, target_set)
+    The kind of study, the image, the class and the seeds are checked before any training."""
+    seeds = _checked_seeds(context, repeats)
     results = context.results
     column = find_target(results, target_id)
     if remove is not None:
@@ -294,9 +255,9 @@ def verify_target(
             )
         suspect = explanation.suspects[0]
         class_index, influence = suspect.index, suspect.influence
-    retrained = _retrain(context, [class_index], serial, workers, progress, stream)
+    retrained = _retrain(context, seeds, [class_index])
     return TargetVerification(
-        sweep_dir=context.results_dir,
+        sweep_dir=context.folder(VERIFY_DIR),
         target_id=target_id,
         index=column,
         true_label=int(results.target_labels[column]),
@@ -308,10 +269,10 @@ def verify_target(
         output_kind=context.kind,
         estimator=context.estimator,
         num_models=results.num_models,
-        seeds=context.seeds,
+        seeds=seeds,
         predicted_with=retrained.full[:, column],
         predicted_without=retrained.without[class_index][:, column],
-        image=_target_image(context.store, column, context.extra_target),
+        image=_target_image(context.store, column, context.target),
         executed=retrained.executed,
     )
 
@@ -429,32 +390,24 @@ def most_negative_images(values: np.ndarray, class_index: int, count: int) -> li
 
 
 def verify_summary(
-    study_dir: str | Path,
+    context: StudyContext,
     pairs: int = DEFAULT_PAIRS,
     classes: int = DEFAULT_CLASSES,
     repeats: int = DEFAULT_REPEATS,
-    kind: str | None = None,
-    estimator: str | None = None,
-    serial: bool = False,
-    workers: int | None = None,
-    progress: bool = True,
-    stream: IO[str] | None = None,
     per_class: int = DEFAULT_PER_CLASS,
-    target_set: str | None = None,
 ) -> VerificationSummary:
-    """Appendix E.4: retrain without each of the ``classes`` classes most frequent among the
-    ``pairs`` most negatively influenced (class, image) pairs, and count, per pair, whether the image
-    is predicted correctly by more or fewer of the R seeds without its class."""
+    """Appendix E.4 on the context's target: retrain without each of the ``classes`` classes most
+    frequent among the ``pairs`` most negatively influenced (class, image) pairs, and count, per
+    pair, whether the image is predicted correctly by more or fewer of the R seeds without its class."""
     _check_summary_request(pairs, classes, per_class)
-    study_dir = Path(study_dir)
-    context = _open_checked(study_dir, repeats, kind, estimator, target_set)
+    seeds = _checked_seeds(context, repeats)
     results = context.results
     values = example_influence(results, context.kind, context.estimator).values
     top = top_negative_pairs(values, pairs)
     if not top:
         raise InputError(f"no source class lowers the {context.kind} of any target image; there is no mistake to verify")
     chosen = most_frequent_classes(top, classes)
-    retrained = _retrain(context, chosen, serial, workers, progress, stream)
+    retrained = _retrain(context, seeds, chosen)
     labels = results.target_labels.astype(np.int64)
 
     def pair(statistic: str, c: int, j: int) -> Pair:
@@ -473,11 +426,11 @@ def verify_summary(
     kept = [pair(STATISTICS[0], c, j) for c, j, _ in top if c in chosen]
     class_images = [pair(STATISTICS[1], c, j) for c in chosen for j in most_negative_images(values, c, per_class)]
     return VerificationSummary(
-        sweep_dir=context.results_dir,
+        sweep_dir=context.folder(VERIFY_DIR),
         output_kind=context.kind,
         estimator=context.estimator,
         num_models=results.num_models,
-        seeds=context.seeds,
+        seeds=seeds,
         top_pairs=top,
         classes=tuple(results.class_names[c] for c in chosen),
         pairs=kept,
@@ -586,9 +539,10 @@ class StoredSummary:
     details: dict[str, object]
 
 
-def read_verifications(study_dir: str | Path) -> tuple[list[StoredTarget], StoredSummary | None]:
-    """The verifications written in ``STUDY/verify/`` (targets in file-name order), nothing retrained."""
-    folder = Path(study_dir) / VERIFY_DIR
+def read_verifications(context: StudyContext) -> tuple[list[StoredTarget], StoredSummary | None]:
+    """The verifications written for the context's target (in ``context.folder("verify")``; targets in
+    file-name order), nothing retrained."""
+    folder = context.folder(VERIFY_DIR)
     if not folder.is_dir():
         return [], None
     targets = []

@@ -58,6 +58,7 @@ from ..estimate import datamodel_contrasts, group_means
 from ..study.design import design_subset_size
 from ..study.results import StudyResults
 from ..study.store import StudyStore
+from .context import StudyContext
 
 ACCURACY_KIND = "correct"
 
@@ -293,6 +294,20 @@ def predict_removal(
     )
 
 
+def what_if(
+    context: StudyContext,
+    remove: Sequence[str],
+    ridge: float | None = None,
+    scaling: str = "dilution",
+    level: str = "log",
+) -> WhatIf:
+    """``transfer-influence whatif``: predict the full source's accuracy on the context's target
+    without the source classes named in ``remove``. Refused, before anything is read, on an
+    example-level study (a what-if removes whole classes)."""
+    context.require_units("class", "whatif")
+    return what_if_removed(context.results, remove, ridge=ridge, scaling=scaling, level=level)
+
+
 def what_if_removed(
     results: StudyResults,
     remove: Sequence[str],
@@ -345,7 +360,8 @@ def _accuracy_columns(results: StudyResults, correct: np.ndarray, columns: np.nd
 
 
 def _all_source_correct(results: StudyResults) -> np.ndarray:
-    """``correct`` of every all-source baseline run (runs × target examples)."""
+    """``correct`` of every all-source baseline run (runs × target examples) on the results' own
+    target: an extra target's predictions are anchored on that target's baseline accuracy."""
     store = StudyStore.open(results.path)
     runs = sorted(r for r in store.finished_run_ids() if r.startswith("all_source-"))
     if not runs:
@@ -353,7 +369,8 @@ def _all_source_correct(results: StudyResults) -> np.ndarray:
             f"{results.path} has no finished all-source baseline run, which anchors the prediction; "
             "run the study with baselines.repeats ≥ 1 (2 or more give an error for it)"
         )
-    return np.stack([store.read_run_output(r, ACCURACY_KIND).astype(np.float64) for r in runs])
+    target = store.extra_target_name(results.target_name or None)
+    return np.stack([store.read_run_output(r, ACCURACY_KIND, target).astype(np.float64) for r in runs])
 
 
 # ---- choosing how many classes to remove ----------------------------------------------------------

@@ -1,12 +1,36 @@
 """Commands that act on a study's influences by retraining or predicting: ``counterfactual``,
-``compare-rankings``, ``whatif``, ``handpicked``, ``verify``."""
+``compare-rankings``, ``whatif``, ``handpicked``, ``verify``. Each handler is parse → study context
+(``common.study_context``) → the analysis entry function → print; the entry functions refuse the
+wrong kind of study themselves."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from .common import open_finished, require_class_units
+from .common import print_partial_note, study_context
+
+if TYPE_CHECKING:
+    from ..analysis.context import StudyContext
+
+
+def _ks(text: str | None) -> list[int] | None:
+    """``--k 5,10,20`` as numbers (None: the defaults)."""
+    try:
+        return [int(k) for k in text.split(",")] if text else None
+    except ValueError:
+        raise InputError(f"--k {text!r}: give whole numbers separated by commas, e.g. --k 5,10,20") from None
+
+
+def _ranking_context(args: argparse.Namespace) -> "StudyContext | None":
+    """``--ranking-from OTHER``: that study's context, whose own analysis settings rank unless
+    ``--kind`` / ``--estimator`` say otherwise (None: the study ranks itself)."""
+    from ..analysis.context import StudyContext
+
+    if args.ranking_from is None:
+        return None
+    return StudyContext.open(args.ranking_from, kind=args.kind, estimator=args.estimator, command="counterfactual")
 
 
 def cmd_counterfactual(args: argparse.Namespace) -> int:
@@ -14,14 +38,9 @@ def cmd_counterfactual(args: argparse.Namespace) -> int:
     from ..analysis.recommendation import recommendation_lines
     from ..report.plots import plot_counterfactual
 
-    try:
-        ks = [int(k) for k in args.k.split(",")] if args.k else None
-    except ValueError:
-        raise InputError(f"--k {args.k!r}: give whole numbers separated by commas, e.g. --k 5,10,20") from None
-    result = run_counterfactual(
-        args.study, ks, args.repeats, args.ranking_from, args.estimator, args.kind,
-        serial=args.serial, workers=args.workers, progress=not args.quiet, target=args.target_set,
-    )
+    ks = _ks(args.k)
+    context = study_context(args, "counterfactual")
+    result = run_counterfactual(context, ks, args.repeats, _ranking_context(args))
     files = write_counterfactual(result)
     plot_counterfactual(result, result.sweep_dir / "counterfactual.png")
     r = result.ranking
@@ -50,9 +69,10 @@ def cmd_counterfactual(args: argparse.Namespace) -> int:
 def cmd_compare_rankings(args: argparse.Namespace) -> int:
     from ..analysis.ranking_comparison import best_removal_lines, comparison_rows, read_ranking_sweeps, write_comparison
 
-    sweeps = read_ranking_sweeps(args.study, args.target_set)
+    context = study_context(args, "compare-rankings")
+    sweeps = read_ranking_sweeps(context)
     rows = comparison_rows(sweeps)
-    path = write_comparison(args.study, rows, args.target_set)
+    path = write_comparison(context, rows)
 
     def pm(mean: object, se: object) -> str:
         return "" if mean == "" else f"{float(mean):+.4f} ± {float(se):.4f}"  # type: ignore[arg-type]
@@ -71,12 +91,12 @@ def cmd_compare_rankings(args: argparse.Namespace) -> int:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
-    from ..analysis.whatif import what_if_removed
+    from ..analysis.whatif import what_if
 
-    require_class_units(args.study, "whatif")
-    results = open_finished(args.study, args.partial, args.target_set)
-    result = what_if_removed(results, [c.strip() for c in args.remove.split(",") if c.strip()], scaling=args.scaling,
-                            level=args.level)
+    context = study_context(args, "whatif")
+    result = what_if(context, [c.strip() for c in args.remove.split(",") if c.strip()], scaling=args.scaling,
+                     level=args.level)
+    print_partial_note(context)
     half = result.differential_half_width(0.95)
     intervals = [f"[{a:.4f}, {b:.4f}]" for a, b in zip(*result.interval(0.95))] if result.has_interval else None
     print(f"predicted target accuracy of the full source ({result.num_classes} classes) without "
@@ -101,9 +121,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 def cmd_handpicked(args: argparse.Namespace) -> int:
     from ..analysis.handpicked import run_handpicked, write_handpicked
 
-    require_class_units(args.study, "handpicked")
-    result = run_handpicked(args.study, args.mapping, args.repeats, serial=args.serial, workers=args.workers,
-                            progress=not args.quiet, target=args.target_set)
+    result = run_handpicked(study_context(args, "handpicked"), args.mapping, args.repeats)
     files = write_handpicked(result)
     full, picked = result.full, result.hand_picked
     print(f"relation: {result.relation.origin}; keeping {len(result.kept)} of {len(result.class_names)} source classes "
@@ -123,18 +141,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise InputError("--remove goes with --image: the summary removes each image's most negative class itself")
     if args.image is not None and (args.pairs is not None or args.classes is not None):
         raise InputError("--pairs and --classes go with --summary, not --image")
-    require_class_units(args.study, "verify")
-    options = dict(repeats=args.repeats, kind=args.kind, estimator=args.estimator, serial=args.serial,
-                   workers=args.workers, progress=not args.quiet, target_set=args.target_set)
-    return _verify_target(args, options) if args.image is not None else _verify_summary(args, options)
+    context = study_context(args, "verify")
+    return _verify_target(args, context) if args.image is not None else _verify_summary(args, context)
 
 
-def _verify_target(args: argparse.Namespace, options: dict) -> int:  # type: ignore[type-arg]
+def _verify_target(args: argparse.Namespace, context: "StudyContext") -> int:
     from ..analysis.verify import target_file_stem, verify_target, write_target
     from ..report.plots import plot_verification
     from ..report.tables import class_label as _label
 
-    result = verify_target(args.study, args.image, args.remove, **options)
+    result = verify_target(context, args.image, args.remove, args.repeats)
     files = write_target(result)
     figure = result.sweep_dir / f"{target_file_stem(result.target_id)}.png"
     plot_verification(result, figure)
@@ -152,12 +168,12 @@ def _verify_target(args: argparse.Namespace, options: dict) -> int:  # type: ign
     return 0
 
 
-def _verify_summary(args: argparse.Namespace, options: dict) -> int:  # type: ignore[type-arg]
+def _verify_summary(args: argparse.Namespace, context: "StudyContext") -> int:
     from ..analysis.verify import DEFAULT_CLASSES, DEFAULT_PAIRS, verify_summary, write_summary
 
     pairs = DEFAULT_PAIRS if args.pairs is None else args.pairs
     classes = DEFAULT_CLASSES if args.classes is None else args.classes
-    summary = verify_summary(args.study, pairs, classes, **options)
+    summary = verify_summary(context, pairs, classes, args.repeats)
     files = write_summary(summary)
     print(f"{summary.num_models} models, {summary.output_kind}, {summary.estimator}; {len(summary.seeds)} seeds with and "
           f"without each of {len(summary.classes)} classes ({', '.join(summary.classes)}); "

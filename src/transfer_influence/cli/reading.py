@@ -1,53 +1,41 @@
 """Commands that read a finished study: ``influence``, ``diagnose``, ``report``, ``project``, ``explain``,
-``leaks``."""
+``leaks``. Each handler is parse → ``study_context`` → the analysis / report entry function → print."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from .common import analysis_choice, open_finished, require_class_units, require_example_units, target_folder, target_line
+from .common import context_target_line, print_partial_note, study_context
 
 if TYPE_CHECKING:
-    from ..analysis.planted import LeakFindings, PlantedScore
-    from ..data.planted import PlantedFaults
+    from ..analysis.context import StudyContext
+    from ..analysis.planted import CurveRequest, LeakFindings, PlantedScore
 
 
 def cmd_influence(args: argparse.Namespace) -> int:
-    import numpy as np
+    from ..analysis.rankings import ranked, study_influence
+    from ..report.tables import write_influence_tables
 
-    from ..analysis.rankings import example_influence, overall_influence, per_target_class_influence, ranked
-    from ..evaluate.fdr import significant_classes
-    from ..report.tables import write_overall_csv, write_per_target_csv
-
-    results = open_finished(args.study, args.partial, args.target_set)
-    kind, estimator = analysis_choice(results, args)  # an unknown --kind is refused before the folder exists
-    out = args.out or target_folder(results, args.study / "influence")
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    overall = overall_influence(results, kind, estimator)
-    per_class = per_target_class_influence(results, kind, estimator)
-    examples = example_influence(results, kind, estimator)
-    seconds = time.perf_counter() - started
-    suffix = f"{kind}_{estimator}"
-    write_overall_csv(overall, out / f"overall_{suffix}.csv")
-    write_per_target_csv(per_class, out / f"per_target_class_{suffix}.csv")
-    np.save(out / f"example_values_{suffix}.npy", examples.values)
-    np.save(out / f"example_stderr_{suffix}.npy", examples.stderr)
+    context = study_context(args, "influence")  # an unknown --kind is refused before the folder exists
+    print_partial_note(context)
+    found = study_influence(context, args.fdr)
+    out = write_influence_tables(found, args.out or context.folder("influence"))
+    overall, units = found.overall, context.unit_word
+    print(f"{context.results.num_models} models, {len(overall.unit_names)} {units}, {len(found.examples.target_ids)} "
+          f"targets{context_target_line(context)}, output {context.kind}, estimator {context.estimator}; "
+          f"estimated in {found.seconds:.2f} s")
     order = ranked(overall)
-    units = "source examples" if results.unit_kind == "example" else "classes"
-    print(f"{results.num_models} models, {len(results.class_names)} {units}, {len(results.target_ids)} targets"
-          f"{target_line(results)}, output {kind}, estimator {estimator}; estimated in {seconds:.2f} s")
     half = overall.critical_value(0.95)
     for title, rows in (("most positive", order[: args.top]), ("most negative", order[-args.top :][::-1])):
         print(f"{title} overall influence (± 95% interval):")
         for row in rows:
             print(f"  {row.name:>14}  {row.influence:+.5f} ± {half * row.stderr:.5f}")
-    significant = significant_classes(overall, 0, args.fdr)
     for sign, keep in (("positive", lambda v: v > 0), ("negative", lambda v: v < 0)):
-        names = [name for name, value, _ in significant if keep(value)]
+        names = [name for name, value, _ in found.significant if keep(value)]
         print(f"significantly {sign} at FDR {args.fdr:g} (one-sided Benjamini–Hochberg): {len(names)} {units}"
               + (": " + ", ".join(names) if names else ""))
     print(f"tables in {out}")
@@ -55,174 +43,135 @@ def cmd_influence(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from ..analysis.convergence import diagnose
-    from ..report.tables import diagnostics_lines, write_diagnostics_csv
+    from ..analysis.convergence import diagnose_study
+    from ..report.tables import diagnostics_lines, save_diagnostics
 
-    results = open_finished(args.study, args.partial, args.target_set)
-    kinds = results.output_kinds if args.kinds == "all" else tuple(args.kinds.split(","))
-    estimators = tuple(args.estimators.split(","))
-    analysis = results.config.analysis  # bootstrap and knockoffs of the study's own choice, as the report's
-    primary = (analysis.output_kind if analysis.output_kind in kinds else kinds[0],
-               analysis.estimator if analysis.estimator in estimators else estimators[0])
-    started = time.perf_counter()
-    diag = diagnose(results, kinds, estimators, primary=primary, target_reliability=args.target)
-    out = target_folder(results, args.study / "diagnose")  # its own folder: `report` never overwrites it
-    out.mkdir(parents=True, exist_ok=True)
-    diag.save(out / "diagnostics.json")
-    rows = diag.table()
-    write_diagnostics_csv(rows, out / "diagnostics.csv")
-    print(f"{results.num_models} models, α = {results.config.design.alpha:g}, design {results.config.design.kind}; "
+    context = study_context(args, "diagnose")
+    print_partial_note(context)
+    kinds = None if args.kinds == "all" else tuple(args.kinds.split(","))
+    started = time.perf_counter()  # bootstrap and knockoffs of the study's own choice, as the report's
+    diag = diagnose_study(context, kinds, tuple(args.estimators.split(",")), target_reliability=args.target)
+    json_path, csv_path = save_diagnostics(diag, context.folder("diagnose"))  # its own folder: `report` never overwrites it
+    config = context.config
+    print(f"{diag.num_models} models, α = {config.design.alpha:g}, design {config.design.kind}; "
           f"diagnosed in {time.perf_counter() - started:.1f} s")
-    print("\n".join(diagnostics_lines(diag, rows, args.target)))
-    print(f"diagnostics: {out / 'diagnostics.json'}, {out / 'diagnostics.csv'}")
+    print("\n".join(diagnostics_lines(diag, diag.table(), args.target)))
+    print(f"diagnostics: {json_path}, {csv_path}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report.build import build_report
     from ..report.leak_report import build_leak_report
-    from ..study.store import StudyStore
 
-    if StudyStore.open(args.study).example_units:
-        if args.target_set:
-            raise InputError("--target: the report of an example-level study is drawn for its primary target")
-        print(f"report: {build_leak_report(args.study, kind=args.kind, estimator=args.estimator)}")
+    context = study_context(args, "report")
+    if context.unit_kind == "example":  # its units are source examples: the leak page
+        print(f"report: {build_leak_report(context)}")
         return 0
-    report = build_report(args.study, kind=args.kind, estimator=args.estimator, target=args.target_set)
+    report = build_report(context)
     if report.findings is not None:
         print("findings:\n" + "\n".join(report.findings.lines()))
     print(f"report: {report.html_path}")
     return 0
 
 
-def _check_projection_request(results, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
-    """The class named and ``--top`` against the study's data, before any estimate: ``--top`` past
-    the images there are would only be cut after the estimate (and a huge figure drawn)."""
-    from ..analysis.projection import check_top, find_source_class, find_target_class, source_projection_limit
-
-    count = len(results.target_ids)
-    if args.source_class is not None:
-        find_source_class(results.class_names, args.source_class)
-        most = source_projection_limit(count)
-        check_top(args.top, most, f"{most}, half of the study's {count} target test images (no image is listed at both ends)")
-    else:
-        find_target_class(results.target_class_names, args.target_class)
-        check_top(args.top, count, f"the study's {count} target test images")
-
-
 def cmd_project(args: argparse.Namespace) -> int:
-    from ..analysis.projection import check_top, load_study_images, project_source_class, project_target_class
-    from ..analysis.rankings import example_influence
-    from ..report.build import class_thumbnails
-    from ..report.plots import plot_source_projection, plot_target_projection
-    from ..report.projection_tables import file_stem, write_source_projection_csv, write_target_projection_csv
+    from ..analysis.projection import SourceProjection, check_top, project_study
+    from ..report.command_files import write_projection
 
     check_top(args.top)
-    require_class_units(args.study, "project")
-    results = open_finished(args.study, args.partial, args.target_set)
-    kind, estimator = analysis_choice(results, args)
-    _check_projection_request(results, args)
-    out = args.out or target_folder(results, args.study / "projection")
-    out.mkdir(parents=True, exist_ok=True)
-    influence = example_influence(results, kind, estimator)
-    images = load_study_images(args.study, results.target_name)
-    print(f"{results.num_models} models, output {kind}, estimator {estimator}")
-    if args.source_class is not None:
-        projection = project_source_class(
-            influence, results.target_labels, results.target_class_names, args.source_class, args.top
-        )
-        stem = out / f"source_{file_stem(args.source_class)}_{kind}_{estimator}"
-        write_source_projection_csv(projection, stem.with_suffix(".csv"))
-        plot_source_projection(projection, images, stem.with_suffix(".png"))
+    context = study_context(args, "project", units="class")
+    print_partial_note(context)
+    projection = project_study(context, args.source_class, args.target_class, args.top)
+    files = write_projection(context, projection, args.top, args.out)
+    print(f"{context.results.num_models} models, output {context.kind}, estimator {context.estimator}")
+    if isinstance(projection, SourceProjection):
         for title, entries in (("most positive", projection.most_positive), ("most negative", projection.most_negative)):
             print(f"target images with the {title} influence of source class {args.source_class!r}:")
             for entry in entries:
                 print(f"  {entry.target_id:>20}  true {entry.true_label:>8}  {entry.influence:+.5f} ± {entry.stderr:.5f}")
     else:
-        grouping = project_target_class(influence, results.target_labels, results.target_class_names, args.target_class)
-        stem = out / f"target_{file_stem(args.target_class)}_{kind}_{estimator}"
-        write_target_projection_csv(grouping, stem.with_suffix(".csv"))
-        plot_target_projection(grouping, images, class_thumbnails(images), stem.with_suffix(".png"), args.top)
         print(f"images of target class {args.target_class!r} by their most positive source class:")
-        for group in grouping.groups:
+        for group in projection.groups:
             print(f"  {group.source_class:>14}: {len(group.members)} images")
-        print(f"  {'(none positive)':>14}: {len(grouping.unclaimed)} images")
-    print(f"figure: {stem.with_suffix('.png')}\ntable: {stem.with_suffix('.csv')}")
+        print(f"  {'(none positive)':>14}: {len(projection.unclaimed)} images")
+    print(f"figure: {files.figure}\ntable: {files.table}")
     return 0
 
 
 def cmd_leaks(args: argparse.Namespace) -> int:
-    leaks_findings(args)
+    from ..analysis.leaks import LEAK_ESTIMATORS
+
+    counts = _model_counts(args)  # flags that go together, before the study is opened
+    context = study_context(args, "leaks", units="example", estimators=LEAK_ESTIMATORS)
+    print_partial_note(context)
+    estimators = None if args.curve_estimators is None else tuple(args.curve_estimators.split(","))
+    run_leaks(context, args.per_target, args.recall_k, args.top, args.curve, counts, estimators, args.out)
     return 0
 
 
-def leaks_findings(args: argparse.Namespace) -> "LeakFindings":
-    """``leaks``: fit, print and write the pairs (and the planted-fault scores and curve); the
-    findings are returned for the demo's report, which then needs no second fit."""
-    from ..analysis.leaks import check_per_target
-    from ..analysis.planted import study_leak_findings, study_planted_curve
-    from ..analysis.projection import check_top, load_study_images
-    from ..data.planted import read_planted
-    from ..report.leak_tables import write_leak_pairs_csv, write_planted_curve_csv
-    from ..report.plots import plot_leak_pairs, plot_planted_curve
-
-    check_top(args.top)
-    check_per_target(args.per_target)
-    require_example_units(args.study, "leaks")
-    results = open_finished(args.study, args.partial)
-    kind = args.kind or results.config.analysis.output_kind
-    curve_request = _planted_curve_request(args, read_planted(results.unit_names), results.num_models)  # before any fit
-    findings = study_leak_findings(results, kind, args.estimator, args.per_target, args.recall_k, results.config.seed)
-    ranking = findings.ranking
-    out = args.out or args.study / "leaks"
-    out.mkdir(parents=True, exist_ok=True)
-    write_leak_pairs_csv(ranking, out / "pairs.csv")
-    plot_leak_pairs(ranking, load_study_images(args.study), out / "pairs.png", args.top)
-    print(f"{results.num_models} models, {len(results.unit_names)} source examples, {len(results.target_ids)} target "
-          f"images, output {kind}, estimator {args.estimator}; fitted in {findings.seconds:.2f} s")
-    for title, pairs in (("most positive (candidate leaks)", ranking.positive),
-                         ("most negative (candidate mislabeled / misleading)", ranking.negative)):
-        print(f"{title}: {len(pairs)} pairs")
-        for pair in pairs[: args.top]:
-            print(f"  #{pair.rank:<3} target {pair.target_id:>16} ({pair.target_label})  source {pair.source_id:>16} "
-                  f"({pair.source_class})  {pair.coefficient:+.5f}")
-    print(f"table: {out / 'pairs.csv'}\nfigure: {out / 'pairs.png'}")
-    if findings.planted is not None:
-        print("planted faults (source.plant):")
-        _print_planted(findings.planted)
-    if curve_request is not None:
-        counts, estimators = curve_request
-        print(f"detection against the number of models ({', '.join(estimators)}):")
-        scores = study_planted_curve(results, kind, estimators, counts, args.recall_k, results.config.seed,
-                                     on_step=_print_planted, fitted={(results.num_models, args.estimator): findings.coefficients})
-        write_planted_curve_csv(scores, out / "planted_curve.csv")
-        plot_planted_curve(scores, out / "planted_curve.png")
-        print(f"curve: {out / 'planted_curve.csv'}, {out / 'planted_curve.png'}")
-    return findings
-
-
-def _planted_curve_request(args: argparse.Namespace, planted: "PlantedFaults", available: int) -> tuple[list[int], list[str]] | None:
-    """The model counts and estimators of ``--curve``, checked before any fitting."""
-    from ..analysis.leaks import check_leak_estimator
-    from ..analysis.planted import check_model_counts, default_model_counts
-
-    if args.recall_k < 1:
-        raise InputError(f"--recall-k must be at least 1 (got {args.recall_k})")
+def _model_counts(args: argparse.Namespace) -> list[int] | None:
+    """``--models`` of ``--curve`` as numbers; refused without ``--curve`` (nor ``--curve-estimators``)."""
     if not args.curve:
         if args.models or args.curve_estimators:
             raise InputError("--models and --curve-estimators go with --curve")
         return None
-    if planted.empty:
-        raise InputError(
-            f"--curve scores detection of planted faults, and {args.study} has none (no source.plant in its config); "
-            "run a study with planted faults, such as configs/leaks.yaml"
-        )
     try:
-        counts = [int(m) for m in args.models.split(",")] if args.models else default_model_counts(available)
+        return [int(m) for m in args.models.split(",")] if args.models else None
     except ValueError:
         raise InputError(f"--models {args.models!r}: give whole numbers separated by commas, e.g. --models 100,200,400") from None
-    estimators = list(dict.fromkeys(check_leak_estimator(e.strip()) for e in (args.curve_estimators or args.estimator).split(",")))
-    return check_model_counts(counts, available), estimators
+
+
+def run_leaks(
+    context: "StudyContext",
+    per_target: int = 3,
+    recall_k: int = 10,
+    top: int = 10,
+    curve: bool = False,
+    model_counts: list[int] | None = None,
+    curve_estimators: tuple[str, ...] | None = None,
+    out: Path | None = None,
+) -> "LeakFindings":
+    """``leaks`` on an opened context: fit, print and write the pairs (and the planted-fault scores
+    and curve); the findings are returned for the demo's report, which then needs no second fit."""
+    from ..analysis.planted import curve_request, study_leak_findings
+    from ..analysis.projection import check_top
+    from ..report.command_files import write_leak_pairs
+
+    check_top(top)
+    request = curve_request(context, model_counts, curve_estimators) if curve else None  # before any fit
+    findings = study_leak_findings(context, per_target, recall_k)
+    ranking = findings.ranking
+    files = write_leak_pairs(context, findings, top, out)
+    results = context.results
+    print(f"{results.num_models} models, {len(results.unit_names)} source examples, {len(results.target_ids)} target "
+          f"images, output {context.kind}, estimator {context.estimator}; fitted in {findings.seconds:.2f} s")
+    for title, pairs in (("most positive (candidate leaks)", ranking.positive),
+                         ("most negative (candidate mislabeled / misleading)", ranking.negative)):
+        print(f"{title}: {len(pairs)} pairs")
+        for pair in pairs[:top]:
+            print(f"  #{pair.rank:<3} target {pair.target_id:>16} ({pair.target_label})  source {pair.source_id:>16} "
+                  f"({pair.source_class})  {pair.coefficient:+.5f}")
+    print(f"table: {files.table}\nfigure: {files.figure}")
+    if findings.planted is not None:
+        print("planted faults (source.plant):")
+        _print_planted(findings.planted)
+    if request is not None:
+        _leak_curve(context, request, findings, recall_k, out)
+    return findings
+
+
+def _leak_curve(context: "StudyContext", request: "CurveRequest", findings: "LeakFindings", recall_k: int,
+                out: Path | None) -> None:
+    """``leaks --curve``: each step printed as it is fitted, then the curve's files."""
+    from ..analysis.planted import study_planted_curve
+    from ..report.command_files import write_planted_curve
+
+    print(f"detection against the number of models ({', '.join(request.estimators)}):")
+    fitted = {(context.results.num_models, context.estimator): findings.coefficients}
+    scores = study_planted_curve(context, request, recall_k, on_step=_print_planted, fitted=fitted)
+    files = write_planted_curve(context, scores, out)
+    print(f"curve: {files.table}, {files.figure}")
 
 
 def _print_planted(score: "PlantedScore") -> None:
@@ -236,33 +185,21 @@ def _print_planted(score: "PlantedScore") -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ..analysis.debugging import explain_targets, find_target, most_mispredicted
-    from ..analysis.projection import check_top, load_study_images
-    from ..report.plots import plot_explanations
-    from ..report.projection_tables import file_stem, write_explanations_csv
+    from ..analysis.debugging import explain_study
+    from ..analysis.projection import check_top
+    from ..report.command_files import write_explanations
 
     check_top(args.top)  # --count and --top are positive by their types
-    require_class_units(args.study, "explain")
-    results = open_finished(args.study, args.partial, args.target_set)
-    kind, estimator = analysis_choice(results, args)
-    if args.image:
-        columns = [find_target(results, image) for image in args.image]
-        name, title = "targets_" + file_stem("+".join(args.image)), "Most negative source classes of the chosen target images"
-    else:
-        columns = list(most_mispredicted(results, args.count))
-        name, title = "most_mispredicted", "Most negative source classes of the most often mispredicted target images"
-    out = args.out or target_folder(results, args.study / "explain")
-    out.mkdir(parents=True, exist_ok=True)
-    explanations = explain_targets(results, columns, kind, estimator, args.top)
-    stem = out / f"{name}_{kind}_{estimator}"
-    write_explanations_csv(explanations, stem.with_suffix(".csv"))
-    plot_explanations(explanations, load_study_images(args.study, results.target_name), stem.with_suffix(".png"), title)
-    print(f"{results.num_models} models, output {kind}, estimator {estimator}")
-    for e in explanations:
+    context = study_context(args, "explain", units="class")
+    print_partial_note(context)
+    found = explain_study(context, args.image or (), args.count, args.top)
+    files = write_explanations(context, found, args.out)
+    print(f"{context.results.num_models} models, output {context.kind}, estimator {context.estimator}")
+    for e in found.explanations:
         print(f"{e.target_id} (true {e.true_label}): right in {e.accuracy:.0%} of models, mean p_true {e.mean_p_true:.3f}")
         for s in e.suspects:
             print(f"  {s.name:>14}  {s.influence:+.5f} [{s.ci95_low:+.5f}, {s.ci95_high:+.5f}]  accuracy "
                   f"{s.accuracy_with:.2f} with ({s.models_with}) / {s.accuracy_without:.2f} without ({s.models_without}), "
                   f"p_true {s.p_true_with:.3f} / {s.p_true_without:.3f}")
-    print(f"figure: {stem.with_suffix('.png')}\ntable: {stem.with_suffix('.csv')}")
+    print(f"figure: {files.figure}\ntable: {files.table}")
     return 0

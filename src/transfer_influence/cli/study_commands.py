@@ -6,12 +6,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..study.config import load_config, packaged_config
 from .common import apply_executor_options, apply_overrides
-from .parser import build_parser
-from .reading import leaks_findings
+from .reading import run_leaks
+
+if TYPE_CHECKING:
+    from ..analysis.context import StudyContext
+    from ..report.build import Report
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -67,7 +71,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..evaluate.reliability import LEVEL_NAMES
+    from ..analysis.context import StudyContext
+    from ..analysis.leaks import LEAK_ESTIMATORS
     from ..pipeline.run import run_study
     from ..report.build import build_report
 
@@ -79,18 +84,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run = run_study(config, args.out, progress=not args.quiet)
     if config.design.unit == "example":  # no class report: pair leaks instead (and score planted ones)
         print(f"\nstudy: {args.out}; runs {run.timings['runs_wall_seconds']:.0f} s")
-        from ..report.leak_report import build_leak_report
-
-        curve = ["--curve", "--curve-estimators", "dim,ridge"] if config.source.plant is not None else []
-        findings = leaks_findings(build_parser().parse_args(["leaks", str(args.out), "--estimator", "ridge", *curve]))
-        print(f"report: {build_leak_report(args.out, findings=findings)}")
+        _example_demo(StudyContext.open(args.out, estimator="ridge", estimators=LEAK_ESTIMATORS, units="example",
+                                        command="leaks"), planted=config.source.plant is not None)
         return 0
     report_started = time.perf_counter()
-    report = build_report(args.out)
-    report_seconds = time.perf_counter() - report_started
-    total = time.perf_counter() - started
-    t = run.timings
-    print(f"\nstudy: {args.out} ({report.overall.num_models} models)")
+    context = StudyContext.open(args.out)
+    report = build_report(context)
+    _print_class_demo(context, report, run.timings, time.perf_counter() - report_started, time.perf_counter() - started)
+    return 0
+
+
+def _example_demo(context: "StudyContext", planted: bool) -> None:
+    """The leak pairs by ridge (and, with planted faults, their detection curve by dim and ridge),
+    then the example report drawn from the same fit."""
+    from ..report.leak_report import build_leak_report
+
+    findings = run_leaks(context, curve=planted, curve_estimators=("dim", "ridge") if planted else None)
+    print(f"report: {build_leak_report(context, findings=findings)}")
+
+
+def _print_class_demo(context: "StudyContext", report: "Report", t: dict[str, float], report_seconds: float,
+                      total: float) -> None:
+    """The demo's summary: findings, baselines, look-alikes, reliability and where the time went."""
+    from ..evaluate.reliability import LEVEL_NAMES
+
+    config = context.config
+    print(f"\nstudy: {context.path} ({report.overall.num_models} models)")
     if report.findings is not None:
         print("findings:\n" + "\n".join(report.findings.lines()))
     for label, (mean, std, count) in report.baselines.rows.items():
@@ -114,4 +133,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"report {report_seconds:.1f} s, total {total:.1f} s"
     )
     print(f"report: {report.html_path}")
-    return 0

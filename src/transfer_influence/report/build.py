@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.baselines import BaselineSummary, baseline_summary
-from ..analysis.convergence import MIN_MODELS, Diagnostics, diagnose
-from ..analysis.counterfactual import SWEEP_DIR, target_dir_name
+from ..analysis.context import StudyContext, target_folder_name
+from ..analysis.convergence import MIN_MODELS, Diagnostics, diagnose_study
 from ..analysis.ranking_comparison import comparison_rows, read_ranking_sweeps
 from ..analysis.debugging import explain_targets, most_mispredicted
 from ..analysis.lookalikes import LookalikeCheck, lookalike_check
@@ -18,8 +18,8 @@ from ..analysis.rankings import example_influence, overall_influence, per_target
 from ..analysis.verify import read_verifications
 from ..analysis.whatif import compare_with_sweep, read_sweep_summary
 from ..errors import InputError
-from ..estimate import InfluenceEstimate, check_estimator
-from ..study.results import StudyResults, open_study
+from ..estimate import InfluenceEstimate
+from ..study.results import StudyResults
 from .findings import Findings, study_findings
 from .folder import staged_folder
 from .page import ActionSections, render_page
@@ -28,9 +28,11 @@ from .plots import (
     plot_reliability, plot_source_projection, plot_whatif_vs_sweep,
 )
 from .projection_tables import file_stem
-from .tables import write_baselines_csv, write_diagnostics_csv, write_overall_csv, write_per_target_csv
+from .tables import save_diagnostics, write_baselines_csv, write_overall_csv, write_per_target_csv
 
 REPORT_DIR = "report"
+COUNTERFACTUAL_DIR = "counterfactual"
+"""The folder of the counterfactual sweep the report reads (``context.folder`` adds the target)."""
 PROJECTED_CLASSES = 3
 """Source classes drawn in the projection section: the most positive overall."""
 EXPLAINED_TARGETS = 3
@@ -64,69 +66,47 @@ class Report:
     findings: Findings | None = None
 
 
-def report_folder(study_dir: Path, results: StudyResults) -> Path:
-    """``STUDY/report`` for the primary target, ``STUDY/report/<name>`` for another."""
-    primary = results.target_name == results.target_names[0]
-    return study_dir / REPORT_DIR if primary else study_dir / REPORT_DIR / results.target_name
-
-
-def sweep_folder(study_dir: Path, results: StudyResults) -> Path:
-    """Where the counterfactual sweep of this target writes its summaries."""
-    primary = results.target_name == results.target_names[0]
-    return study_dir / SWEEP_DIR if primary else study_dir / SWEEP_DIR / target_dir_name(results.target_name)
-
-
-def report_diagnostics(results: StudyResults, kind: str, estimator: str) -> Diagnostics:
+def report_diagnostics(context: StudyContext) -> Diagnostics:
     """The diagnostics a report shows: every output kind, both estimators, the bootstrap and
     knockoffs of the report's own (kind, estimator) — the same call, with the same defaults, as
     ``transfer-influence diagnose`` on the study's analysis settings, so both give the same numbers."""
-    return diagnose(results, kinds=results.output_kinds, primary=(kind, estimator))
+    return diagnose_study(context)
 
 
 def build_report(
-    study_dir: str | Path,
-    kind: str | None = None,
-    estimator: str | None = None,
+    context: StudyContext,
     top_k: int = 15,
     per_class_k: int = 5,
     diagnostics: bool = True,
     actions: bool = True,
-    target: str | None = None,
 ) -> Report:
-    """Figures, tables, findings and report.html; output kind and estimator default to the config's ``analysis``.
+    """Figures, tables, findings and report.html of a class-level study, on the context's target,
+    output kind and estimator, in ``context.folder("report")`` (an extra target's report goes to
+    ``STUDY/report/target-<name>/``, beside the primary's and never mixed with it).
 
     ``actions=False`` leaves out the sections on acting on the influences (counterfactual removal,
-    what-if against retraining, projection, mistakes); none of them retrains anything. ``target``:
-    the study's target to report on (None: the primary, in ``STUDY/report``; another target's
-    report goes to ``STUDY/report/<name>/``, beside the primary's and never mixed with it).
+    what-if against retraining, projection, mistakes); none of them retrains anything.
 
     The folder is written whole or not at all (``folder.staged_folder``): it holds exactly this
     report's files afterwards, and a report that fails leaves the previous one untouched."""
-    study_dir = Path(study_dir)
-    results = open_study(study_dir, target=target)
-    kind = kind or results.config.analysis.output_kind
-    estimator = estimator or results.config.analysis.estimator
-    if kind not in results.output_kinds:
-        raise InputError(f"unknown output kind {kind!r}; choose one of {list(results.output_kinds)}")
-    check_estimator(estimator)
-    if results.num_models < 3:
-        raise InputError(f"{study_dir} has {results.num_models} finished models; a report needs at least 3")
-    out = report_folder(study_dir, results)
-    others = [name for name in results.target_names if name != results.target_name] if out.name == REPORT_DIR else []
+    context.require_units("class", "report")
+    context.results  # noqa: B018 - read (and refused below 3 models) before a folder is staged
+    out = context.folder(REPORT_DIR)
+    others = [target_folder_name(name) for name in context.target_names[1:]] if context.is_primary_target else []
     with staged_folder(out, keep=others) as staging:
-        report = _write_report(results, study_dir, staging, kind, estimator, top_k, per_class_k, diagnostics, actions)
+        report = _write_report(context, staging, top_k, per_class_k, diagnostics, actions)
     return _moved(report, staging, out)
 
 
 def _write_report(
-    results: StudyResults, study_dir: Path, out: Path, kind: str, estimator: str, top_k: int, per_class_k: int,
-    diagnostics: bool, actions: bool,
+    context: StudyContext, out: Path, top_k: int, per_class_k: int, diagnostics: bool, actions: bool
 ) -> Report:
     """Every file of the report, into ``out``."""
+    results, kind, estimator = context.results, context.kind, context.estimator
     overall = overall_influence(results, kind, estimator)
     per_class = per_target_class_influence(results, kind, estimator)
     baselines = baseline_summary(results)
-    images = load_study_images(study_dir, results.target_name)  # read once: thumbnails, projections and mistakes share it
+    images = load_study_images(context)  # read once: thumbnails, projections and mistakes share it
     thumbs = class_thumbnails(images)
     plot_overall(overall, thumbs, top_k, out / "overall_influence.png")
     plot_per_target_class(per_class, thumbs, per_class_k, out / "per_target_class.png")
@@ -137,13 +117,12 @@ def _write_report(
     lookalikes = lookalike_check(per_class, top_k=3)
     diag = None
     if diagnostics and results.num_models >= MIN_MODELS:
-        diag = report_diagnostics(results, kind, estimator)
-        diag.save(out / "diagnostics.json")
-        write_diagnostics_csv(diag.table(), out / "diagnostics.csv")
+        diag = report_diagnostics(context)
+        save_diagnostics(diag, out)
         plot_reliability(diag, kind, out / "reliability.png")  # draws nothing when no curve has a point
         plot_bootstrap_and_knockoffs(diag, out / "bootstrap_knockoffs.png")
-    sweep_dir = sweep_folder(study_dir, results)
-    sections = action_sections(results, images, study_dir, out, overall, kind, estimator) if actions else None
+    sweep_dir = context.folder(COUNTERFACTUAL_DIR)
+    sections = action_sections(context, images, out, overall) if actions else None
     findings = study_findings(results, overall, diag, sweep_dir)
     findings.save(out / "findings.json")
     html_path = out / "report.html"
@@ -168,20 +147,12 @@ def _moved(report: Report, staging: Path, out: Path) -> Report:
     return report
 
 
-def action_sections(
-    results: StudyResults,
-    images: StudyImages,
-    study_dir: Path,
-    out: Path,
-    overall: InfluenceEstimate,
-    kind: str,
-    estimator: str,
-) -> ActionSections:
+def action_sections(context: StudyContext, images: StudyImages, out: Path, overall: InfluenceEstimate) -> ActionSections:
     """Read a finished counterfactual sweep if there is one, compare it with the what-if
     predictions, draw projections and explained mistakes, and read the verified mistakes written by
     ``verify``: seconds, and nothing is retrained."""
-    primary = results.target_name == results.target_names[0]
-    sections = _counterfactual_part(results, sweep_folder(study_dir, results), out)
+    results, kind, estimator = context.results, context.kind, context.estimator
+    sections = _counterfactual_part(results, context.folder(COUNTERFACTUAL_DIR), out)
     example = example_influence(results, kind, estimator)
     for entry in ranked(overall, 0)[:PROJECTED_CLASSES]:
         projection = project_source_class(example, results.target_labels, results.target_class_names, entry.name)
@@ -193,16 +164,15 @@ def action_sections(
     sections.explanations_figure = out / "mistakes.png"
     plot_explanations(sections.explanations, images, sections.explanations_figure,
                       "Most negative source classes of the most often mispredicted target images")
-    if primary:  # `verify` keeps its results for the primary target only
-        sections.verified_targets, sections.verify_summary = read_verifications(study_dir)
-    sections.rankings_compared = _rankings_compared(study_dir, results.target_name)
+    sections.verified_targets, sections.verify_summary = read_verifications(context)
+    sections.rankings_compared = _rankings_compared(context)
     return sections
 
 
-def _rankings_compared(study_dir: Path, target: str | None = None) -> list[dict[str, object]]:
+def _rankings_compared(context: StudyContext) -> list[dict[str, object]]:
     """The comparison rows when the study has sweeps of more than one ranking (else none)."""
     try:
-        sweeps = read_ranking_sweeps(study_dir, target)
+        sweeps = read_ranking_sweeps(context)
     except InputError:  # no sweep, or one written before per-seed accuracies were recorded
         return []
     return comparison_rows(sweeps) if len(sweeps) > 1 else []

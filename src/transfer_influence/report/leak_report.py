@@ -13,41 +13,43 @@ import csv
 import html
 from pathlib import Path
 
+from ..analysis.context import StudyContext
 from ..analysis.leaks import LeakPair
 from ..analysis.planted import LeakFindings, study_leak_findings
 from ..analysis.projection import load_study_images
+from ..errors import InputError
 from ..estimate import ESTIMATOR_NAMES
-from ..study.results import StudyResults, open_study
+from ..study.results import StudyResults
 from .folder import staged_folder
 from .leak_tables import write_leak_pairs_csv
 from .page import _img, _table, page_head
 from .plots import plot_leak_pairs
 
 PAIRS_SHOWN = 10
+REPORT_DIR = "report"
 COUNTERFACTUAL_DIR = "counterfactual"
 LEAKS_DIR = "leaks"
 
 
-def build_leak_report(
-    study_dir: str | Path, kind: str | None = None, estimator: str | None = None, findings: LeakFindings | None = None
-) -> Path:
+def build_leak_report(context: StudyContext, findings: LeakFindings | None = None) -> Path:
     """Write ``STUDY/report/index.html`` (with ``leak_pairs.csv`` and ``.png``) for an example study,
-    from ``findings`` when the caller has fitted them (``leaks`` in the demo), else fitted here."""
-    study_dir = Path(study_dir)
-    results = open_study(study_dir)
+    from ``findings`` when the caller has fitted them (``leaks`` in the demo), else fitted here on the
+    context's output kind and estimator."""
+    context.require_units("example", "report")
+    if not context.is_primary_target:
+        raise InputError("--target: the report of an example-level study is drawn for its primary target")
+    results = context.results
     if findings is None:
-        kind = kind or results.config.analysis.output_kind
-        estimator = estimator or results.config.analysis.estimator
-        findings = study_leak_findings(results, kind, estimator, seed=results.config.seed)
+        findings = study_leak_findings(context)
     ranking = findings.ranking
-    out = study_dir / "report"
+    out = context.folder(REPORT_DIR)
     with staged_folder(out) as staging:  # whole or not at all, as the class report (folder.py)
         write_leak_pairs_csv(ranking, staging / "leak_pairs.csv")
-        plot_leak_pairs(ranking, load_study_images(study_dir), staging / "leak_pairs.png", PAIRS_SHOWN)
+        plot_leak_pairs(ranking, load_study_images(context), staging / "leak_pairs.png", PAIRS_SHOWN)
         sections = [_pairs_html(ranking.positive, ranking.negative, staging)]
         if findings.planted is not None:
-            sections.append(_planted_html(findings.planted.row(), study_dir / LEAKS_DIR / "planted_curve.png"))
-        sections.append(_removal_html(study_dir / COUNTERFACTUAL_DIR))
+            sections.append(_planted_html(findings.planted.row(), context.folder(LEAKS_DIR) / "planted_curve.png"))
+        sections.append(_removal_html(context.folder(COUNTERFACTUAL_DIR)))
         (staging / "index.html").write_text(_page(results, ranking.output_kind or "", ranking.estimator, sections))
     return out / "index.html"
 

@@ -7,9 +7,11 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
+
 from ..analysis.baselines import BaselineSummary
 from ..analysis.convergence import Diagnostics
-from ..analysis.rankings import ranked
+from ..analysis.rankings import StudyInfluence, ranked
 from ..estimate import InfluenceEstimate
 
 
@@ -37,6 +39,29 @@ def write_per_target_csv(influence: InfluenceEstimate, path: Path) -> None:
         for column, target in enumerate(influence.target_ids):
             for rank, row in enumerate(ranked(influence, column), start=1):
                 out.writerow([target, rank, row.name, f"{row.influence:.6g}", f"{row.stderr:.6g}"])
+
+
+def write_influence_tables(found: StudyInfluence, out: Path) -> Path:
+    """The ``influence`` command's files in ``out`` (created here, after the estimate, so that a
+    refused command leaves no folder): the overall and per-target-class rankings as CSV and the
+    example influences and their errors as NPY, named by output kind and estimator."""
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = found.suffix
+    write_overall_csv(found.overall, out / f"overall_{suffix}.csv")
+    write_per_target_csv(found.per_target_class, out / f"per_target_class_{suffix}.csv")
+    np.save(out / f"example_values_{suffix}.npy", found.examples.values)
+    np.save(out / f"example_stderr_{suffix}.npy", found.examples.stderr)
+    return out
+
+
+def save_diagnostics(diag: Diagnostics, out: Path) -> tuple[Path, Path]:
+    """``diagnostics.json`` and ``diagnostics.csv`` in ``out``: what ``diagnose`` writes to its own
+    folder and the report to its own, from the same call (so the two never overwrite each other)."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path = out / "diagnostics.json", out / "diagnostics.csv"
+    diag.save(json_path)
+    write_diagnostics_csv(diag.table(), csv_path)
+    return json_path, csv_path
 
 
 def write_baselines_csv(summary: BaselineSummary, path: Path) -> None:
