@@ -64,6 +64,7 @@ from .leaks import example_coefficients, worst_pair_score
 from .recommendation import (
     RECOMMENDATION_FILE, Recommendation, confirmed_recommendation, header_line, recommendation_json, unconfirmable,
 )
+from .target_split import split_targets
 from .whatif import RemovalCurve, removal_curve
 
 SWEEP_DIR = "counterfactual"
@@ -86,24 +87,13 @@ RECOMMENDABLE = ("top", "bottom", "significant", "whatif", "worst_pair")
 ``planted`` (an example study with planted mislabels: exactly those removed) uses the ground truth,
 so it is a reference for what removal could gain, never a recommendation."""
 
-# Streams derived from the study seed, distinct from the design's and from each other.
-_SPLIT_STREAM = 0xC0F1
+# Streams derived from the study seed, distinct from the design's, the target split's
+# (target_split.SPLIT_STREAM) and each other.
 _SEED_STREAM = 0xC0F2
 _RANDOM_STREAM = 0xC0F3
 _CONFIRM_STREAM = 0xC0F4
 
 
-# ---- the split of the target test examples ----------------------------------------------------
-def split_targets(labels: np.ndarray, seed: int) -> np.ndarray:
-    """Boolean selection mask over the target test examples: half of every target class (the
-    smaller half when a class has an odd count), drawn at random from ``seed``; the rest score."""
-    labels = np.asarray(labels)
-    selection = np.zeros(labels.size, dtype=bool)
-    rng = np.random.default_rng([_SPLIT_STREAM, seed])
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        selection[members[: members.size // 2]] = True
-    return selection
 
 
 # ---- rankings ---------------------------------------------------------------------------------

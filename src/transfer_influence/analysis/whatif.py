@@ -59,6 +59,7 @@ from ..study.design import design_subset_size
 from ..study.results import StudyResults
 from ..study.store import StudyStore
 from .context import StudyContext
+from .target_split import split_targets
 
 ACCURACY_KIND = "correct"
 
@@ -596,7 +597,6 @@ def _sweep_points(
 def _scoring_columns(results: StudyResults, counterfactual_dir: Path) -> np.ndarray:
     """Indices of the target examples the sweep scored on (the complement of its selection half),
     checked against the split sizes its ``removed.json`` recorded."""
-    from .counterfactual import split_targets  # counterfactual imports this module: import on use
 
     scoring = np.flatnonzero(~split_targets(results.target_labels, results.config.seed))
     removed_path = counterfactual_dir / "removed.json"
