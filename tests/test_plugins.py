@@ -157,6 +157,7 @@ def test_a_trainer_factory_returning_no_trainer_is_refused(tmp_path: Path, monke
     config = parse_config(tiny_config_dict(**{"train.trainer": "bad_trainer:factory"}))
     with pytest.raises(InputError, match="returned a int without a train"):
         run_study(config, tmp_path / "study", progress=False)
+    assert not (tmp_path / "study" / "study.json").exists()
 
 
 def test_a_bad_trainer_path_is_refused_at_load() -> None:
@@ -196,3 +197,42 @@ def test_configs_without_plugins_keep_their_keys() -> None:
     assert config.plugin_paths() == []
     spelled = parse_config(tiny_config_dict(**{"train.trainer": None, "target.test_dataset": None}))
     assert spelled.results_key(CPU) == config.results_key(CPU)
+
+
+# --------------------------------------------------------------------------------------------
+# from the command line
+
+
+def test_the_cli_runs_a_study_of_the_users_loader_and_trainer_and_refuses_a_bad_path(tmp_path: Path) -> None:
+    import yaml
+
+    from transfer_influence.cli import EXIT_USAGE, main
+
+    config = tiny_config_dict(**{"train.trainer": OWN_TRAINER}, target=_own_target())
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "own"), "--models", "4"]) == 0
+    assert main(["influence", str(tmp_path / "own")]) == 0
+    assert open_study(tmp_path / "own").outputs().shape == (4, 150)
+    config["train"]["trainer"] = f"{EXAMPLES / 'own_trainer.py'}:make_trainr"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "bad")]) == EXIT_USAGE
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_example_config_names_the_example_plugins() -> None:
+    from transfer_influence.study.config import load_config
+
+    import os
+
+    here = os.getcwd()
+    os.chdir(EXAMPLES.parent)  # its paths are relative to the repository root
+    try:
+        config = load_config(EXAMPLES / "own_study.yaml")
+    finally:
+        os.chdir(here)
+    assert config.plugin_versions() == {
+        "examples/own_dataset.py:load_digits": "1.0",
+        "examples/own_trainer.py:make_trainer": "1.0",
+    }
+    assert config.target.test_dataset is not None and config.target.test_size is None

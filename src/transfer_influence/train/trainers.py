@@ -135,3 +135,11 @@ def plugin_trainer(config: StudyConfig, data: StudyData, device: torch.device) -
             "must return an object whose train(subset) gives the trained backbone"
         )
     return trainer
+
+
+def check_trainer(config: StudyConfig, data: StudyData) -> None:
+    """Build ``train.trainer``'s trainer once on the CPU in the calling process, so that a factory
+    that fails or returns no trainer is one clear error before a study directory or worker exists
+    (a worker process failing to start would only say that it died)."""
+    if config.train.trainer:
+        plugin_trainer(config, data, torch.device("cpu"))
