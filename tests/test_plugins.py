@@ -236,3 +236,36 @@ def test_the_example_config_names_the_example_plugins() -> None:
         "examples/own_trainer.py:make_trainer": "1.0",
     }
     assert config.target.test_dataset is not None and config.target.test_size is None
+
+
+def test_a_finished_study_opens_where_its_plugins_do_not_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transfer_influence.study.store import StudyStore
+
+    (tmp_path / "plugins").mkdir()
+    module = _module(tmp_path / "plugins", monkeypatch, "gone_loader", f"""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("own", {str(EXAMPLES / 'own_dataset.py')!r})
+        own = importlib.util.module_from_spec(spec); spec.loader.exec_module(own)
+        __version__ = "3.1"
+        load = own.load_digits
+    """)
+    config = parse_config(tiny_config_dict(**{"target.dataset": {"dataset": f"{module}:load"}, "num_models": 4}))
+    run_study(config, tmp_path / "study", progress=False)
+    (tmp_path / "plugins" / "gone_loader.py").unlink()
+    monkeypatch.delitem(__import__("sys").modules, "gone_loader")
+    with pytest.raises(ConfigError, match="does not import"):
+        parse_config(tiny_config_dict(**{"target.dataset": {"dataset": f"{module}:load"}}))
+    assert StudyStore.open(tmp_path / "study").config.target.dataset.dataset == "gone_loader:load"
+    assert open_study(tmp_path / "study").outputs().shape == (4, 150)
+
+
+def test_an_extra_target_may_have_its_own_fixed_test_split() -> None:
+    extra = {"name": "own", **_own_target()}
+    config = parse_config(tiny_config_dict(extra_targets=[extra]))
+    data = build_study_data(config)
+    assert len(data.extra_targets["own"].test) == 150 and len(data.extra_targets["own"].train) == 50
+    plain_extra = {"name": "own", "dataset": {"dataset": "digits"}, "shots_per_class": 5, "test_size": 150}
+    spelled = {**plain_extra, "test_dataset": None}
+    key = parse_config(tiny_config_dict(extra_targets=[plain_extra])).results_key(CPU)
+    assert parse_config(tiny_config_dict(extra_targets=[spelled])).results_key(CPU) == key
+    assert config.results_key(CPU) != key

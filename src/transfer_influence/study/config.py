@@ -15,11 +15,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..data import check_dataset
 from ..data.plugins import is_import_path, plugin_version, resolve
 from ..errors import ConfigError
+
+
+STORED = "stored"
+"""Validation context key of a config read back from a study (``stored_config``): its plugins are not
+imported, so a finished study opens for analysis where its plugins are not installed."""
+
+
+def _imports_plugins(info: ValidationInfo) -> bool:
+    return not (isinstance(info.context, dict) and info.context.get(STORED))
 
 
 class _Strict(BaseModel):
@@ -35,10 +44,12 @@ class DatasetSpec(_Strict):
     channels: Literal[1, 3] | None = Field(default=None, description="convert to grey (1) or RGB (3)")
 
     @model_validator(mode="after")
-    def _known_dataset(self) -> "DatasetSpec":
-        """A misspelt dataset or option is refused when the config is read, naming the close
-        names, rather than failing inside ``run`` once the study directory and its lock exist."""
-        check_dataset(self.dataset, self.options)
+    def _known_dataset(self, info: ValidationInfo) -> "DatasetSpec":
+        """A misspelt dataset or option (or a user loader that does not import) is refused when the
+        config is read, naming the close names, rather than failing inside ``run`` once the study
+        directory and its lock exist."""
+        if _imports_plugins(info) or not is_import_path(self.dataset):
+            check_dataset(self.dataset, self.options)
         return self
 
 
@@ -239,9 +250,9 @@ class TrainConfig(_Strict):
 
     @field_validator("trainer")
     @classmethod
-    def _trainer_imports(cls, value: str | None) -> str | None:
+    def _trainer_imports(cls, value: str | None, info: ValidationInfo) -> str | None:
         """A trainer that does not import is refused when the config is read, before any training."""
-        if value is not None:
+        if value is not None and _imports_plugins(info):
             resolve(value, "train.trainer")
         return value
 
@@ -574,6 +585,12 @@ def _drop_added_settings_at_defaults(payload: dict[str, Any]) -> None:
         for name, default in defaults.items():
             if name in part and part[name] == default:
                 del part[name]
+
+
+def stored_config(data: dict[str, Any]) -> StudyConfig:
+    """A config read back from a study directory: checked like any config, except that its plugins are
+    not imported (a worker or ``train.trainer`` imports them where they are used)."""
+    return StudyConfig.model_validate(data, context={STORED: True})
 
 
 def load_config(path: str | Path) -> StudyConfig:
