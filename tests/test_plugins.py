@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from transfer_influence import open_study
-from transfer_influence.errors import ConfigError, InputError
+from transfer_influence.errors import ConfigError, InputError, RunFailedError
 from transfer_influence.pipeline.run import run_study
 from transfer_influence.study.config import parse_config
 from transfer_influence.study.views import build_study_data
@@ -269,3 +269,17 @@ def test_an_extra_target_may_have_its_own_fixed_test_split() -> None:
     key = parse_config(tiny_config_dict(extra_targets=[plain_extra])).results_key(CPU)
     assert parse_config(tiny_config_dict(extra_targets=[spelled])).results_key(CPU) == key
     assert config.results_key(CPU) != key
+
+
+def test_a_backbone_giving_no_feature_vectors_fails_its_run_saying_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _module(tmp_path, monkeypatch, "flat_trainer", """
+        from torch import nn
+        class Trainer:
+            def train(self, subset):
+                return nn.Identity()
+        def factory(config, data, device):
+            return Trainer()
+    """)
+    config = parse_config(tiny_config_dict(**{"train.trainer": "flat_trainer:factory", "execution.max_attempts": 1}))
+    with pytest.raises(RunFailedError, match=r"must map images \(N, C, H, W\) to features \(N, D\), got \(1, 1, 28, 28\)"):
+        run_study(config, tmp_path / "study", progress=False)
