@@ -108,8 +108,11 @@ class FeatureBackbone(TransferModel):
 def as_transfer_model(trained: TrainedSource | nn.Module, sample: torch.Tensor, where: str) -> tuple[TransferModel, float]:
     """The trainer's result as a model the transfer step takes, with its source accuracy; anything
     but a backbone giving (N, D) features is refused naming the trainer."""
-    result = trained if isinstance(trained, TrainedSource) else TrainedSource(trained) if isinstance(trained, nn.Module) else None
-    if result is None or not isinstance(result.backbone, nn.Module):
+    if isinstance(trained, TrainedSource) and isinstance(trained.backbone, nn.Module):
+        result = trained
+    elif isinstance(trained, nn.Module):
+        result = TrainedSource(trained)
+    else:
         raise InputError(f"train.trainer {where!r} returned a {type(trained).__name__}; return a TrainedSource or an nn.Module")
     if isinstance(result.backbone, TransferModel):
         return result.backbone, float(result.source_accuracy)
@@ -128,7 +131,8 @@ def as_transfer_model(trained: TrainedSource | nn.Module, sample: torch.Tensor, 
 def plugin_trainer(config: StudyConfig, data: StudyData, device: torch.device) -> SourceTrainer:
     """The trainer ``train.trainer`` names, checked to meet the protocol before the first run."""
     path = str(config.train.trainer)
-    trainer = resolve(path, "train.trainer")(config, data, device)
+    factory: TrainerFactory = resolve(path, "train.trainer")
+    trainer = factory(config, data, device)
     if not isinstance(trainer, SourceTrainer):
         raise InputError(
             f"train.trainer {path!r} returned a {type(trainer).__name__} without a train(subset) method; the factory "

@@ -74,7 +74,9 @@ class Worker:
         self._memory_format = self._choose_memory_format()
         self._streamed = config.train.loader_workers > 0
         # Streamed sources stay uint8 in host memory; small ones live on the device as one float tensor.
-        self.source_x = None if self._streamed else self._images(data.source_train.images)
+        # A user's train.trainer reads its subset itself: the built-in trainer's copy is not made.
+        own_copy = not self._streamed and not config.train.trainer
+        self.source_x = self._images(data.source_train.images) if own_copy else None
         self.source_y = torch.from_numpy(data.source_train.labels).to(self.device)
         self.holdout_x = self._images(data.source_holdout.images)
         self.holdout_y = torch.from_numpy(data.source_holdout.labels).to(self.device)
