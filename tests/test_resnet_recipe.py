@@ -20,6 +20,7 @@ from transfer_influence.study.config import (
     DesignConfig,
     ModelConfig,
     SourceConfig,
+    TargetConfig,
     TrainConfig,
     TransferConfig,
     load_config,
@@ -190,7 +191,9 @@ def test_streamed_batches_train_the_same_model_as_batches_in_memory(workers: int
 
 def test_added_settings_at_their_defaults_leave_results_keys_alone() -> None:
     source = SourceConfig(components=[{"dataset": "glyphs"}])
-    sections = {"source": source, "design": DesignConfig(), "model": ModelConfig(), "train": TrainConfig(), "transfer": TransferConfig()}
+    target = TargetConfig(dataset={"dataset": "digits"})
+    sections = {"source": source, "target": target, "design": DesignConfig(), "model": ModelConfig(), "train": TrainConfig(),
+                "transfer": TransferConfig()}
     for section, defaults in ADDED_AT_DEFAULT.items():
         dumped = sections[section].model_dump(mode="json")
         assert {name: dumped[name] for name in defaults} == defaults, section

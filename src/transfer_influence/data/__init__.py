@@ -12,6 +12,7 @@ import inspect
 from typing import Any, Callable
 
 from transfer_influence.data.base import ImageDataset, concatenate
+from transfer_influence.data.plugins import is_import_path, resolve
 from transfer_influence.data.splits import TargetSplit, few_shot_split
 from transfer_influence.errors import InputError, close_matches, unknown_name_error
 
@@ -30,7 +31,10 @@ _LOADERS: dict[str, tuple[str, str]] = {
 
 
 def loader_for(name: str) -> Callable[..., ImageDataset]:
-    """The loader function behind a registry name (an ``InputError`` with the close names if none)."""
+    """The loader function behind a registry name (an ``InputError`` with the close names if none),
+    or the user's loader a ``"package.module:function"`` name imports."""
+    if is_import_path(name):
+        return resolve(name, "dataset")
     try:
         module, function = _LOADERS[name]
     except KeyError:
@@ -53,7 +57,13 @@ def load_dataset(name: str, /, **options: Any) -> ImageDataset:
     cifar10 / cifar100 / image_folder -> :mod:`transfer_influence.data.formats`.
     """
     loader = check_dataset(name, options)
-    return loader(**options)
+    dataset = loader(**options)
+    if not isinstance(dataset, ImageDataset):
+        raise InputError(
+            f"dataset {name!r} returned a {type(dataset).__name__}; a loader must return "
+            "transfer_influence.data.ImageDataset (uint8 images (N, C, H, W), labels, class names, example ids)"
+        )
+    return dataset
 
 
 def check_dataset(name: str, options: dict[str, Any]) -> Callable[..., ImageDataset]:
@@ -63,8 +73,9 @@ def check_dataset(name: str, options: dict[str, Any]) -> Callable[..., ImageData
     loader = loader_for(name)
     signature = inspect.signature(loader)
     accepted = [p for p, parameter in signature.parameters.items() if parameter.kind is not parameter.VAR_KEYWORD]
+    takes_any = any(parameter.kind is parameter.VAR_KEYWORD for parameter in signature.parameters.values())
     for option in options:
-        if option not in accepted:
+        if option not in accepted and not takes_any:
             guesses = close_matches(option, accepted)
             guess = f"; did you mean {' or '.join(map(repr, guesses))}?" if guesses else ""
             raise InputError(f"dataset {name!r}: unknown option {option!r}{guess}; its options are: {', '.join(accepted)}")

@@ -93,3 +93,33 @@ def few_shot_split(
         train=dataset.take(train_idx, name=f"{dataset.name}/train-{shots_per_class}shot"),
         test=dataset.take(test_idx, name=f"{dataset.name}/test"),
     )
+
+
+def fixed_test_split(dataset: ImageDataset, test: ImageDataset, shots_per_class: int, seed: int = 0) -> TargetSplit:
+    """``shots_per_class`` training examples per class drawn from ``dataset`` and ``test`` used whole:
+    a user's fixed test split stays exactly as given, and the shots never come from it.
+
+    The training draw is the one ``few_shot_split`` makes (the same seeded permutation per class), so
+    moving a study's test set to its own dataset leaves its few-shot images as they were.
+    """
+    if test.class_names != dataset.class_names:
+        raise InputError(
+            f"target test dataset {test.name!r} has classes {list(test.class_names)[:10]} but the few-shot dataset "
+            f"{dataset.name!r} has {list(dataset.class_names)[:10]}; both must list the same classes in the same order"
+        )
+    if len(test) == 0:
+        raise InputError(f"target test dataset {test.name!r} is empty; give a dataset with test images")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(dataset.labels)
+    counts = np.bincount(labels, minlength=dataset.num_classes)
+    short = [f"{dataset.class_names[c]!r} ({counts[c]})" for c in range(dataset.num_classes) if counts[c] < shots_per_class]
+    if short:
+        raise InputError(
+            f"dataset {dataset.name!r}: a {shots_per_class}-shot training set needs {shots_per_class} examples per "
+            "class; too few in " + ", ".join(short)
+        )
+    parts = [rng.permutation(np.flatnonzero(labels == c))[:shots_per_class] for c in range(dataset.num_classes)]
+    return TargetSplit(
+        train=dataset.take(np.sort(np.concatenate(parts)), name=f"{dataset.name}/train-{shots_per_class}shot"),
+        test=test,
+    )

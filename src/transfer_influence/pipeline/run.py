@@ -22,6 +22,7 @@ from ..study.results import audit_runs, consolidate
 from ..study.store import STUDY_FILE, StudyStore, atomic_write_text, study_lock
 from ..study.views import build_study_data, save_study_data
 from ..train.device import resolved_device_type
+from ..train.trainers import check_trainer
 from .progress import progress_bar
 from .stopping import stop_rule_for
 
@@ -61,6 +62,7 @@ def run_study(config: StudyConfig, study_dir: str | Path, progress: bool = True,
         num_units = design_unit_count(config, len(data.class_names), len(data.source_train))
         names = None if config.design.unit == "example" else data.class_names
         check_plan(config, num_units, names)  # before anything is written or trained
+        check_trainer(config, data)
         store = StudyStore.create_or_open(
             study_dir,
             config,

@@ -15,10 +15,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..data import check_dataset
+from ..data.plugins import is_import_path, plugin_version, resolve
 from ..errors import ConfigError
+
+
+STORED = "stored"
+"""Validation context key of a config read back from a study (``stored_config``): its plugins are not
+imported, so a finished study opens for analysis where its plugins are not installed."""
+
+
+def _imports_plugins(info: ValidationInfo) -> bool:
+    return not (isinstance(info.context, dict) and info.context.get(STORED))
 
 
 class _Strict(BaseModel):
@@ -34,10 +44,12 @@ class DatasetSpec(_Strict):
     channels: Literal[1, 3] | None = Field(default=None, description="convert to grey (1) or RGB (3)")
 
     @model_validator(mode="after")
-    def _known_dataset(self) -> "DatasetSpec":
-        """A misspelt dataset or option is refused when the config is read, naming the close
-        names, rather than failing inside ``run`` once the study directory and its lock exist."""
-        check_dataset(self.dataset, self.options)
+    def _known_dataset(self, info: ValidationInfo) -> "DatasetSpec":
+        """A misspelt dataset or option (or a user loader that does not import) is refused when the
+        config is read, naming the close names, rather than failing inside ``run`` once the study
+        directory and its lock exist."""
+        if _imports_plugins(info) or not is_import_path(self.dataset):
+            check_dataset(self.dataset, self.options)
         return self
 
 
@@ -89,6 +101,11 @@ class TargetConfig(_Strict):
         description="the target's name in `--target NAME` and in file names; it labels the target and never "
         "changes its numbers, so it is not part of the results key",
     )
+    test_dataset: DatasetSpec | None = Field(
+        default=None,
+        description="a separate dataset used whole as the test set (a user's fixed test split); the few-shot "
+        "training images are then drawn from `dataset` alone. Its classes must be `dataset`'s, in the same order",
+    )
     shots_per_class: int = Field(default=10, ge=1)
     test_size: int | None = Field(default=2000, ge=1)
     split_seed: int = 0
@@ -103,6 +120,20 @@ class TargetConfig(_Strict):
     @classmethod
     def _safe_name(cls, value: str) -> str:
         return check_target_name(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_test_set(cls, data: Any) -> Any:
+        """A fixed test split is used whole (``test_size`` null): a number beside it would silently
+        drop part of it."""
+        if isinstance(data, dict) and data.get("test_dataset") is not None:
+            if data.get("test_size") is not None:
+                raise ValueError(
+                    "test_dataset is used whole as the test set, so test_size does not apply; remove test_size "
+                    "(or remove test_dataset to draw the test set from dataset)"
+                )
+            data = {**data, "test_size": None}
+        return data
 
 
 class DesignConfig(_Strict):
@@ -177,6 +208,12 @@ class TrainConfig(_Strict):
     batch_size: int = Field(default=128, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
+    trainer: str | None = Field(
+        default=None,
+        description="'package.module:factory' (or 'path/file.py:factory'): a user's source trainer, built once "
+        "per worker as factory(config, data, device) and called with each run's source subset "
+        "(transfer_influence.train.trainers.SourceTrainer); null: the built-in trainer of model.arch",
+    )
     seeding: Literal["independent", "common", "block"] = Field(
         default="independent",
         description="'independent': a seed per model; 'common': one seed for every model; 'block': one "
@@ -210,6 +247,14 @@ class TrainConfig(_Strict):
         description="layout of image tensors and conv weights: auto is channels_last on CPU and for ResNets on "
         "CUDA (the tensor-core layout under bf16 autocast). Not part of the results key",
     )
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_imports(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A trainer that does not import is refused when the config is read, before any training."""
+        if value is not None and _imports_plugins(info):
+            resolve(value, "train.trainer")
+        return value
 
     @model_validator(mode="after")
     def _crop_scale_is_a_range(self) -> "TrainConfig":
@@ -435,9 +480,28 @@ class StudyConfig(_Strict):
         if payload.get("extra_targets") == ADDED_TOP_LEVEL_AT_DEFAULT["extra_targets"]:
             del payload["extra_targets"]
         _drop_added_settings_at_defaults(payload)
+        for extra in payload.get("extra_targets", []):
+            if extra.get("test_dataset") is None:
+                extra.pop("test_dataset", None)
+        plugins = self.plugin_versions()
+        if plugins:
+            payload["plugins"] = plugins
         if numerics is not None:
             payload["numerics"] = numerics
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def plugin_paths(self) -> list[str]:
+        """Every import path the config names (datasets and the trainer), in a fixed order."""
+        specs = [*self.source.components]
+        for target in (self.target, *self.extra_targets):
+            specs += [target.dataset] + ([target.test_dataset] if target.test_dataset is not None else [])
+        names = [spec.dataset for spec in specs] + ([self.train.trainer] if self.train.trainer else [])
+        return sorted({name for name in names if is_import_path(name)})
+
+    def plugin_versions(self) -> dict[str, str]:
+        """Import path → version of each plugin the config names: part of the results key, so two
+        plugins (or two versions of one) never share a study."""
+        return {path: plugin_version(path) for path in self.plugin_paths()}
 
     def run_numerics(self, device_type: str) -> dict[str, Any]:
         """The numerics a run of this config has on a device of type ``device_type`` ('cpu' or
@@ -483,9 +547,11 @@ ADDED_TOP_LEVEL_AT_DEFAULT: dict[str, Any] = {"extra_targets": []}
 
 ADDED_AT_DEFAULT: dict[str, dict[str, Any]] = {
     "source": {"plant": None},
+    "target": {"test_dataset": None},
     "design": {"unit": "class"},
     "model": {"stem": "auto"},
     "train": {
+        "trainer": None,
         "optimizer": "adam",
         "momentum": 0.9,
         "nesterov": False,
@@ -519,6 +585,12 @@ def _drop_added_settings_at_defaults(payload: dict[str, Any]) -> None:
         for name, default in defaults.items():
             if name in part and part[name] == default:
                 del part[name]
+
+
+def stored_config(data: dict[str, Any]) -> StudyConfig:
+    """A config read back from a study directory: checked like any config, except that its plugins are
+    not imported (a worker or ``train.trainer`` imports them where they are used)."""
+    return StudyConfig.model_validate(data, context={STORED: True})
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..errors import InputError, StudyBusyError, StudyMismatchError
 from .atomic import atomic_write_npz, atomic_write_text, remove_temp_files, temp_files
-from .config import NOT_RESULTS, StudyConfig
+from .config import NOT_RESULTS, StudyConfig, stored_config
 from .design import RunSpec, design_mask, design_unit_count, train_seed
 from .integrity import (
     MASK_LENGTH_FIELD,
@@ -156,7 +156,7 @@ def _legacy_numerics(metadata: dict[str, Any]) -> dict[str, Any] | None:
     device = execution.get("device", "cpu")
     if device not in ("cpu", "cuda"):
         return None
-    return StudyConfig.model_validate(metadata["config"]).run_numerics(device)
+    return stored_config(metadata["config"]).run_numerics(device)
 
 
 @dataclass
@@ -289,7 +289,7 @@ class StudyStore:
 
     @property
     def config(self) -> StudyConfig:
-        return StudyConfig.model_validate(self.metadata["config"])
+        return stored_config(self.metadata["config"])
 
     @property
     def data_path(self) -> Path:

@@ -17,6 +17,7 @@ from ..errors import InputError
 from .atomic import atomic_write_npz
 from .config import DatasetSpec, PlantConfig, StudyConfig, TargetConfig
 from ..data import ImageDataset, concatenate, few_shot_split, load_dataset
+from ..data.splits import TargetSplit, fixed_test_split
 from ..data.planted import plant_faults
 
 _HOLDOUT_STREAM = 0x401D
@@ -94,18 +95,31 @@ def build_study_data(config: StudyConfig) -> StudyData:
 def build_target_data(target_config: TargetConfig, source_shape: tuple[int, ...]) -> TargetData:
     """One target's views: the same whether it is a study's primary target or an extra one, so an
     extra target's outputs equal those of a study that has it as its only target."""
-    target = load_spec(target_config.dataset)
-    if target.image_shape != source_shape:
-        raise InputError(
-            f"source images are {source_shape} but images of target {target_config.name!r} are "
-            f"{target.image_shape}; set image_size and channels on the dataset entries so that they match"
-        )
     heads = target_config.head_splits
-    split = few_shot_split(
-        target, target_config.shots_per_class * heads, target_config.test_size, target_config.split_seed
-    )
+    split = _target_split(target_config, source_shape)
     head_of = _assign_heads(split.train.labels, heads, target_config.split_seed)
     return TargetData(split.train, split.test, head_of)
+
+
+def _target_split(target_config: TargetConfig, source_shape: tuple[int, ...]) -> TargetSplit:
+    """The few-shot training set and the test set: both from ``dataset``, or the test set from its
+    own ``test_dataset`` (used whole)."""
+    target = _target_images(target_config.dataset, target_config.name, source_shape)
+    shots = target_config.shots_per_class * target_config.head_splits
+    if target_config.test_dataset is None:
+        return few_shot_split(target, shots, target_config.test_size, target_config.split_seed)
+    test = _target_images(target_config.test_dataset, target_config.name, source_shape)
+    return fixed_test_split(target, test, shots, target_config.split_seed)
+
+
+def _target_images(spec: DatasetSpec, target_name: str, source_shape: tuple[int, ...]) -> ImageDataset:
+    dataset = load_spec(spec)
+    if dataset.image_shape != source_shape:
+        raise InputError(
+            f"source images are {source_shape} but images of target {target_name!r} ({spec.dataset}) are "
+            f"{dataset.image_shape}; set image_size and channels on the dataset entries so that they match"
+        )
+    return dataset
 
 
 def _with_planted_faults(source_train: ImageDataset, target_test: ImageDataset, plant: PlantConfig) -> ImageDataset:

@@ -27,6 +27,7 @@ from .source import (
     to_float_images,
     train_classifier,
 )
+from .trainers import SourceSubset, SourceTrainer, TrainedSource, as_transfer_model, plugin_trainer
 from .transfer import LinearHead, extract_features, fine_tune_logits, sgd_head_logits
 
 
@@ -73,7 +74,9 @@ class Worker:
         self._memory_format = self._choose_memory_format()
         self._streamed = config.train.loader_workers > 0
         # Streamed sources stay uint8 in host memory; small ones live on the device as one float tensor.
-        self.source_x = None if self._streamed else self._images(data.source_train.images)
+        # A user's train.trainer reads its subset itself: the built-in trainer's copy is not made.
+        own_copy = not self._streamed and not config.train.trainer
+        self.source_x = self._images(data.source_train.images) if own_copy else None
         self.source_y = torch.from_numpy(data.source_train.labels).to(self.device)
         self.holdout_x = self._images(data.source_holdout.images)
         self.holdout_y = torch.from_numpy(data.source_holdout.labels).to(self.device)
@@ -82,6 +85,9 @@ class Worker:
             for name, target in {config.target.name: data.primary_target, **data.extra_targets}.items()
         }
         self.num_classes = data.source_train.num_classes
+        self.trainer: SourceTrainer = (
+            plugin_trainer(config, data, self.device) if config.train.trainer else BuiltinTrainer(self)
+        )
 
     def _choose_memory_format(self) -> torch.memory_format:
         """channels_last on CPU (2× faster for the small CNN) and for ResNets on CUDA, where it is the
@@ -108,11 +114,7 @@ class Worker:
         seconds: dict[str, float] = {}
         start = time.perf_counter()
         torch.manual_seed(spec.seed)
-        classes, example_rows = self._selection(spec.mask)
-        model = self._new_model(len(classes))
-        source_accuracy = float("nan")
-        if spec.kind != "random_init":
-            model, source_accuracy = self._train_source(model, classes, spec.seed, example_rows)
+        model, source_accuracy = self._source_model(spec)
         seconds["train"] = time.perf_counter() - start
         start = time.perf_counter()
         primary, *extras = (self._transfer(model, spec.seed, target) for target in self.targets.values())
@@ -121,6 +123,19 @@ class Worker:
         return RunResult(
             spec, primary.outputs, source_accuracy, primary.target_accuracy, seconds, primary.predicted, extra_results
         )
+
+    def _source_model(self, spec: RunSpec) -> tuple[TransferModel, float]:
+        """The run's backbone from the study's trainer (built-in or ``train.trainer``), through the
+        one protocol both meet, and its source accuracy."""
+        classes, example_rows = self._selection(spec.mask)
+        if example_rows is None:
+            rows = np.flatnonzero(np.isin(self.data.source_train.labels, classes))
+        else:
+            rows = np.flatnonzero(example_rows)
+        subset = SourceSubset(self.data, rows, classes, spec.seed, spec.kind != "random_init", self.device)
+        trained = self.trainer.train(subset)
+        sample = self.holdout_x[:1]
+        return as_transfer_model(trained, sample, self.config.train.trainer or self.config.model.arch)
 
     def _selection(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The source classes a model learns and, in an example-level study, the source training
@@ -218,6 +233,25 @@ class Worker:
             per_head.append(output_kinds_from_logits(logits, target.data.test.labels))
         outputs = {k: np.mean([o[k] for o in per_head], axis=0).astype(np.float32) for k in per_head[0]}
         return TargetResult(outputs, predicted_labels(per_head_logits), float(outputs["correct"].mean()))
+
+
+class BuiltinTrainer:
+    """``model.arch``'s own trainer (algorithm A on the worker's device-resident source) behind the
+    same ``SourceTrainer`` protocol a user's ``train.trainer`` meets."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def train(self, subset: SourceSubset) -> TrainedSource:
+        model = self.worker._new_model(subset.num_classes)
+        if not subset.pretrain:
+            return TrainedSource(model)
+        example_rows = None
+        if self.worker.config.design.unit == "example":
+            example_rows = np.zeros(len(subset.data.source_train), dtype=bool)
+            example_rows[subset.rows] = True
+        model, source_accuracy = self.worker._train_source(model, subset.classes, subset.seed, example_rows)
+        return TrainedSource(model, source_accuracy)
 
 
 def source_settings(config: StudyConfig) -> TrainSettings:
