@@ -14,6 +14,7 @@ import pytest
 
 from transfer_influence.analysis.context import RetrainOptions, StudyContext
 from transfer_influence.analysis.counterfactual import SWEEP_DIR, run_counterfactual, split_targets, write_counterfactual
+from transfer_influence.analysis.target_split import split_scoring
 from transfer_influence.cli import EXIT_USAGE, main
 from transfer_influence.errors import InputError, StudyMismatchError
 from transfer_influence.execute import run_sweep
@@ -152,36 +153,66 @@ def test_the_chosen_removal_is_confirmed_on_fresh_stored_seeds(study: Path, caps
     )
 
     rec = json.loads((study / SWEEP_DIR / "recommendation.json").read_text())
-    pool = [r for r in _summary(study) if r["selection"] in RECOMMENDABLE and int(r["k"]) > 0]
-    best = max(pool, key=lambda r: float(r["diff_vs_full"]))
-    # This tiny study's selection seeds give a positive best gain (top-2), so a confirmation ran.
-    assert float(best["diff_vs_full"]) > 0 and rec["chosen"]["arm"] == f"{best['selection']}-{best['k']}"
-    assert rec["selection_seeds"]["gain"] == pytest.approx(float(best["diff_vs_full"]))
+    removed = json.loads((study / SWEEP_DIR / "removed.json").read_text())
+    selection = split_targets(_target_labels(study), seed=24)
+    choice, confirmation = split_scoring(_target_labels(study), selection, seed=24)
+    assert not (choice & confirmation).any() and np.array_equal(choice | confirmation, ~selection)
+    assert (removed["target_split"]["choice_examples"], removed["target_split"]["confirmation_examples"]) == (
+        int(choice.sum()), int(confirmation.sum()))
+    selection_runs = _runs(study)
+
+    def choice_gain(removed_names: list[str]) -> float:
+        """The arm's mean paired gain over the selection seeds, scored on the choice images only."""
+        keep = np.array([name not in removed_names for name in TINY_GLYPHS])
+        on = {r: float(c[choice].mean()) for m, r, c, _ in selection_runs if np.array_equal(m, keep)}
+        full = {r: float(c[choice].mean()) for m, r, c, _ in selection_runs if m.all()}
+        return float(np.mean([on[r] - full[r] for r in range(REPEATS)]))
+
+    pool = [a for a in removed["arms"] if a["selection"] in RECOMMENDABLE and a["k"] > 0]
+    gains = {f"{a['selection']}-{a['k']}": choice_gain(a["removed"]) for a in pool}
+    best = max(gains, key=gains.__getitem__)
+    # This tiny study's selection seeds give a positive best gain on the choice images, so a confirmation ran.
+    assert gains[best] > 0 and rec["chosen"]["arm"] == best
+    assert rec["selection_seeds"]["gain"] == pytest.approx(gains[best])
     confirming = _runs(study, "*-c[0-9][0-9][0-9].npz")
     seeds = confirmation_seeds(24, REPEATS)
     assert not set(seeds) & set(retrain_seeds(24, REPEATS)) and rec["confirmation"]["seeds"] == seeds
     assert sorted((r, seed) for _, r, _, seed in confirming) == sorted(
         (CONFIRMATION_INDEX + i, seeds[i]) for i in range(REPEATS) for _ in range(2)
     )
-    selection = split_targets(_target_labels(study), seed=24)
     chosen_mask = np.array([name not in rec["chosen"]["removed"] for name in TINY_GLYPHS])
 
-    def accuracy(mask: np.ndarray) -> np.ndarray:
+    def accuracy(mask: np.ndarray) -> np.ndarray:  # the fresh seeds, on the images the choice did not see
         return np.array([
-            float(c[~selection].mean()) for i in range(REPEATS)
+            float(c[confirmation].mean()) for i in range(REPEATS)
+            for m, r, c, _ in confirming if r == CONFIRMATION_INDEX + i and np.array_equal(m, mask)
+        ])
+
+    def per_image(mask: np.ndarray) -> np.ndarray:  # seeds × confirmation images, correctness
+        return np.array([
+            c[confirmation].astype(float) for i in range(REPEATS)
             for m, r, c, _ in confirming if r == CONFIRMATION_INDEX + i and np.array_equal(m, mask)
         ])
 
     full, arm = accuracy(np.ones(len(TINY_GLYPHS), dtype=bool)), accuracy(chosen_mask)
     d = arm - full
-    se = d.std(ddof=1) / np.sqrt(REPEATS)
+    grid = per_image(chosen_mask) - per_image(np.ones(len(TINY_GLYPHS), dtype=bool))
+    seeds_n, images_n = grid.shape  # two-way random effects: seeds, confirmation images, residual
+    ms_seed = images_n * grid.mean(axis=1).var(ddof=1)
+    ms_image = seeds_n * grid.mean(axis=0).var(ddof=1)
+    resid = grid - grid.mean(axis=1, keepdims=True) - grid.mean(axis=0, keepdims=True) + grid.mean()
+    ms_resid = (resid**2).sum() / ((seeds_n - 1) * (images_n - 1))
+    combined = max(ms_seed + ms_image - ms_resid, ms_resid)
+    se = np.sqrt(combined / (seeds_n * images_n))
+    dof = combined**2 / (ms_seed**2 / (seeds_n - 1) + ms_image**2 / (images_n - 1) + ms_resid**2 / ((seeds_n - 1) * (images_n - 1)))
+    image_part = ms_image - ms_resid
     c = rec["confirmation"]
     assert c["full_accuracy_per_seed"] == pytest.approx(full) and c["arm_accuracy_per_seed"] == pytest.approx(arm)
-    assert (c["gain"], c["se"], c["dof"]) == (pytest.approx(d.mean()), pytest.approx(se), REPEATS - 1)
-    assert c["p_one_sided"] == pytest.approx(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
-    assert c["ci"] == pytest.approx([d.mean() - stats.t.ppf(0.975, 2) * se, d.mean() + stats.t.ppf(0.975, 2) * se])
+    assert (c["gain"], c["se"], c["dof"]) == (pytest.approx(d.mean()), pytest.approx(se), pytest.approx(dof))
+    assert c["p_one_sided"] == pytest.approx(stats.t.sf(d.mean() / se, dof))
+    assert c["ci"] == pytest.approx([d.mean() - stats.t.ppf(0.975, dof) * se, d.mean() + stats.t.ppf(0.975, dof) * se])
     assert rec["confirmed"] == (c["p_one_sided"] < 0.05) and rec["recommended"] == (rec["chosen"]["arm"] if rec["confirmed"] else "full")
-    stated = f"{100 * d.mean():+.2f} ± {100 * se:.2f} points on {REPEATS} fresh seeds"
+    stated = f"{100 * d.mean():+.2f} ± {100 * se:.2f} points on {REPEATS} fresh seeds and the confirmation images"
     header = (study / SWEEP_DIR / "recommended_source.txt").read_text().splitlines()[0]
     assert header.startswith("# ") and stated in header and f"{100 * c['ci'][0]:+.2f}, {100 * c['ci'][1]:+.2f}]" in header
     files = {p: p.stat().st_mtime_ns for p in (study / SWEEP_DIR / "runs").glob("*-c*.npz")}

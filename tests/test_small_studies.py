@@ -191,3 +191,19 @@ def test_the_primary_report_keeps_another_targets_report_nested_in_it(tmp_path: 
     page = letters.html_path.read_bytes()
     build_report(StudyContext.open(study), diagnostics=False, actions=False)
     assert letters.html_path.read_bytes() == page and (study / "report" / "report.html").is_file()
+
+
+def test_a_new_report_replaces_files_and_keeps_every_subfolder(tmp_path: Path) -> None:
+    """The report's own files are replaced whole; sub-folders are never its own, so an older
+    layout's ``report/<name>/``, another target's ``target-<name>/`` and a user's folder survive."""
+    from transfer_influence.report.folder import staged_folder
+
+    out = tmp_path / "report"
+    for folder in ("letters", "target-fashion", "notes"):
+        (out / folder).mkdir(parents=True)
+        (out / folder / "kept.txt").write_text(folder)
+    (out / "old_figure.png").write_text("stale")
+    with staged_folder(out, keep=["target-fashion"]) as staging:
+        (staging / "report.html").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["letters", "notes", "report.html", "target-fashion"]
+    assert all((out / f / "kept.txt").read_text() == f for f in ("letters", "target-fashion", "notes"))

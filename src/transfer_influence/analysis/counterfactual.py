@@ -64,7 +64,7 @@ from .leaks import example_coefficients, worst_pair_score
 from .recommendation import (
     RECOMMENDATION_FILE, Recommendation, confirmed_recommendation, header_line, recommendation_json, unconfirmable,
 )
-from .target_split import split_targets
+from .target_split import split_scoring, split_targets
 from .whatif import RemovalCurve, removal_curve
 
 SWEEP_DIR = "counterfactual"
@@ -380,6 +380,11 @@ class CounterfactualResult:
     recommendation: Recommendation | None = None
     """The candidate chosen on the selection seeds and its confirmation on fresh seeds (None: not
     confirmed yet, e.g. a result assembled from stored arms)."""
+    choice_arms: list[ArmResult] | None = None
+    """The same selection-seed retrains scored on the choice images, where the candidate is chosen
+    (None: chosen on ``arms``)."""
+    choice_images: np.ndarray | None = None
+    """True for the scoring images the candidate is chosen on; the others confirm it."""
 
     @property
     def full(self) -> ArmResult:
@@ -388,7 +393,7 @@ class CounterfactualResult:
     @property
     def candidate(self) -> ArmResult | None:
         """The arm the selection seeds choose (``choose_candidate``): a candidate, not a recommendation."""
-        return choose_candidate(self.arms)[0]
+        return choose_candidate(self.choice_arms if self.choice_arms is not None else self.arms)[0]
 
     @property
     def recommended(self) -> ArmResult | None:
@@ -445,7 +450,8 @@ def run_counterfactual(
     ks = sorted(set(ks)) if ks is not None else default_ks(len(unit_names), examples)
     _check_request(ks, repeats, len(unit_names), context.unit_word)
     seed = context.config.seed
-    selection = split_targets(load_target_views(context.store, context.target)["labels"], seed)
+    labels = load_target_views(context.store, context.target)["labels"]
+    selection = split_targets(labels, seed)
     ranking = build_ranking(context, selection, ranking_from)
     seeds = retrain_seeds(seed, repeats)
     arms = plan_arms(ranking, ks, repeats, seed)
@@ -453,13 +459,17 @@ def run_counterfactual(
         arms += worst_pair_arms(worst_pair_scores(context, selection, ranking), ks, repeats)
     arms += planted_arms(unit_names, repeats, examples)
     sweep = retrain_arms(context, arms, seeds, ~selection)
-    recommendation, confirming = confirm_candidate(context, sweep.arms, confirmation_seeds(seed, repeats), ~selection)
+    choice_images, confirmation_images = split_scoring(labels, selection, seed)
+    on_choice_images = rescore_arms(context, sweep.store, sweep.arms, seeds, choice_images)
+    recommendation, confirming = confirm_candidate(
+        context, on_choice_images, confirmation_seeds(seed, repeats), confirmation_images
+    )
     results_dir = context.folder(SWEEP_DIR)
     if ranking_from is not None:
         results_dir = results_dir / ranking_dir_name(ranking_from.path)
     return CounterfactualResult(
         results_dir, unit_names, ranking, sweep.arms, seeds, selection, sweep.executed + confirming,
-        ranking_from is not None, context.unit_kind, recommendation,
+        ranking_from is not None, context.unit_kind, recommendation, on_choice_images, choice_images,
     )
 
 
@@ -496,9 +506,23 @@ def confirm_candidate(
     full, arm = sweep.arms
     recommendation = confirmed_recommendation(
         arm_label(chosen.arm), chosen.arm.selection, chosen.arm.k, chosen.arm.removed[0], chosen.differences,  # type: ignore[arg-type]
-        len(pool), seeds, full.accuracy, arm.accuracy,
+        len(pool), seeds, full.accuracy, arm.accuracy, per_image=_per_image_differences(context, sweep.store, pair, seeds, scoring),
     )
     return recommendation, sweep.executed
+
+
+def _per_image_differences(
+    context: StudyContext, store: StudyStore, pair: Sequence[Arm], seeds: Sequence[int], scoring: np.ndarray
+) -> np.ndarray:
+    """Seeds × confirmation images: the candidate's correctness minus the full source's, for the
+    confirmation test's image part (``evaluate.selection.confirm_gain_over_seeds_and_images``)."""
+    num_units = len(study_unit_names(context.store))
+    full_specs, arm_specs_ = (arm_specs(arm, num_units, seeds, True) for arm in pair)
+
+    def correct(spec: RunSpec) -> np.ndarray:
+        return np.asarray(store.read_run_output(spec.run_id, "correct", context.target), dtype=np.float64)[scoring]
+
+    return np.stack([correct(a) - correct(f) for f, a in zip(full_specs, arm_specs_)])
 
 
 def ranking_dir_name(ranking_from: Path) -> str:
@@ -554,13 +578,31 @@ def retrain_arms(
         context.store, retrain_store_dir(context), all_specs, sweep_config(context.config, retrain),
         retrain.progress, retrain.stream, label=label,
     )
-    accuracy = {spec.run_id: scoring_accuracy(report.store, spec, scoring, context.target) for spec in all_specs}
+    return RetrainedArms(report.store, _scored(report.store, arms, specs_of, scoring, context.target), report.executed)
+
+
+def rescore_arms(
+    context: StudyContext, store: StudyStore, arms: Sequence[ArmResult], seeds: Sequence[int], scoring: np.ndarray
+) -> list[ArmResult]:
+    """The same stored selection-seed retrains scored on other target images (``scoring``): the
+    counterfactual chooses its candidate on the choice images (``target_split.split_scoring``)."""
+    plain = [a.arm for a in arms]
+    num_units = len(study_unit_names(context.store))
+    specs_of = [arm_specs(arm, num_units, seeds, False) for arm in plain]
+    return _scored(store, plain, specs_of, scoring, context.target)
+
+
+def _scored(
+    store: StudyStore, arms: Sequence[Arm], specs_of: Sequence[Sequence[RunSpec]], scoring: np.ndarray, target: str | None
+) -> list[ArmResult]:
+    """Each arm's per-seed accuracy on ``scoring``, paired with the full source's (``arms[0]``)."""
+    accuracy = {spec.run_id: scoring_accuracy(store, spec, scoring, target) for specs in specs_of for spec in specs}
     full = np.array([accuracy[s.run_id] for s in specs_of[0]])
     results: list[ArmResult] = []
     for arm, specs in zip(arms, specs_of):
         values = np.array([accuracy[s.run_id] for s in specs])
         results.append(ArmResult(arm, values, None if arm.selection == "full" else values - full))
-    return RetrainedArms(report.store, results, report.executed)
+    return results
 
 
 # ---- files ------------------------------------------------------------------------------------
@@ -595,12 +637,23 @@ def removed_json(result: CounterfactualResult) -> str:
                 "on_selection_half": r.on_selection_half, "significance_fdr": SIGNIFICANCE_FDR,
             },
             "whatif_rule": _whatif_entry(r),
-            "target_split": {"selection_examples": int(result.selection.sum()), "scoring_examples": int((~result.selection).sum())},
+            "target_split": {
+                "selection_examples": int(result.selection.sum()), "scoring_examples": int((~result.selection).sum()),
+                **_choice_split(result),
+            },
             "seeds": result.seeds,
             "arms": arms,
         },
         indent=2,
     )
+
+
+def _choice_split(result: CounterfactualResult) -> dict[str, int]:
+    """How many scoring images chose the candidate and how many confirmed it (none when unknown)."""
+    if result.choice_images is None:
+        return {}
+    confirming = ~result.selection & ~result.choice_images
+    return {"choice_examples": int(result.choice_images.sum()), "confirmation_examples": int(confirming.sum())}
 
 
 def _whatif_entry(ranking: Ranking) -> dict[str, object]:

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..evaluate.selection import CONFIRM_LEVEL, INTERVAL_LEVEL, Confirmation, confirm_gain
+from ..evaluate.selection import CONFIRM_LEVEL, INTERVAL_LEVEL, Confirmation, confirm_gain, confirm_gain_over_seeds_and_images
 
 RECOMMENDATION_FILE = "recommendation.json"
 
@@ -58,17 +58,21 @@ class Recommendation:
 def confirmed_recommendation(
     chosen: str, selection: str, k: int, removed: tuple[int, ...], selection_differences: np.ndarray,
     arms_compared: int, seeds: Sequence[int], full: np.ndarray, arm: np.ndarray,
+    per_image: np.ndarray | None = None,
 ) -> Recommendation:
     """The candidate's recommendation from its selection-seed differences and the per-seed accuracies
-    of it and the full source on the confirmation seeds."""
+    of it and the full source on the confirmation seeds. ``per_image`` (seeds × confirmation
+    images, arm minus full): the test then counts the images' sampling as well as the seeds'
+    (``confirm_gain_over_seeds_and_images``); without it, the seeds' alone."""
     d = np.asarray(selection_differences, dtype=np.float64)
+    gain = np.asarray(arm, dtype=np.float64) - np.asarray(full, dtype=np.float64)
     return Recommendation(
         candidate=chosen, selection=selection, k=k, removed=tuple(removed),
         selection_gain=float(d.mean()), selection_se=float(d.std(ddof=1) / np.sqrt(d.size)),
         selection_seeds=int(d.size), arms_compared=arms_compared, best_arm=chosen,
         confirmation_seeds=tuple(int(s) for s in seeds),
         confirmation_full=tuple(float(v) for v in full), confirmation_arm=tuple(float(v) for v in arm),
-        confirmation=confirm_gain(np.asarray(arm, dtype=np.float64) - np.asarray(full, dtype=np.float64)),
+        confirmation=confirm_gain(gain) if per_image is None else confirm_gain_over_seeds_and_images(per_image),
     )
 
 
@@ -97,9 +101,9 @@ def confirmation_text(rec: Recommendation) -> str:
         return "not confirmed: no removal gained on the selection seeds, so none was retrained on fresh seeds"
     verdict = "confirmed" if c.confirmed else "not confirmed"
     return (
-        f"{_points(c.mean)} ± {100 * c.stderr:.2f} points on {c.n} fresh seeds, {INTERVAL_LEVEL:.0%} CI "
+        f"{_points(c.mean)} ± {100 * c.stderr:.2f} points on {c.n} fresh seeds and the confirmation images, {INTERVAL_LEVEL:.0%} CI "
         f"[{_points(c.low)}, {_points(c.high)}], one-sided p = {c.p_value:.2g}, {1 - c.level:.0%} lower bound "
-        f"{_points(c.lower_bound)} (t({c.dof}) at {c.level:.0%}): {verdict}"
+        f"{_points(c.lower_bound)} (t({c.dof:.3g}) at {c.level:.0%}): {verdict}"
     )
 
 
@@ -110,7 +114,7 @@ def selection_text(rec: Recommendation) -> str:
     what = "chosen" if rec.candidate is not None else "best"
     return (
         f"{what}: {rec.best_arm}, {_points(rec.selection_gain)} ± {100 * rec.selection_se:.2f} points on the "
-        f"{rec.selection_seeds} selection seeds (the largest of {rec.arms_compared} arms' gains, biased upwards)"
+        f"{rec.selection_seeds} selection seeds and the choice images (the largest of {rec.arms_compared} arms' gains, biased upwards)"
     )
 
 
@@ -139,8 +143,9 @@ def recommendation_dict(rec: Recommendation, unit_names: Sequence[str]) -> dict[
         }
     return {
         "rule": (
-            f"choose the recommendable arm with the largest mean paired gain on the selection seeds; retrain it and "
-            f"the full source on as many fresh seeds; recommend it only if that paired gain is positive one-sided "
+            f"choose the recommendable arm with the largest mean paired gain on the selection seeds, scored on the choice "
+            f"half of the scoring images; retrain it and the full source on as many fresh seeds, scored on the other "
+            f"half (the confirmation images); recommend it only if that paired gain is positive one-sided "
             f"at {CONFIRM_LEVEL:g} (t with R-1 degrees of freedom)"
         ),
         "recommended": rec.candidate if rec.confirmed else "full",
@@ -176,7 +181,7 @@ def read_recommendation(folder: Path) -> Recommendation | None:
         data = json.loads(path.read_text())
         chosen, picked, sel = data["chosen"], data["confirmation"], data["selection_seeds"]
         confirmation = None if picked is None else Confirmation(
-            float(picked["gain"]), float(picked["se"]), int(picked["n"]), int(picked["dof"]), float(picked["p_one_sided"]),
+            float(picked["gain"]), float(picked["se"]), int(picked["n"]), float(picked["dof"]), float(picked["p_one_sided"]),
             float(picked["ci"][0]), float(picked["ci"][1]), float(picked["lower_bound"]), float(picked["level"]),
             bool(data["confirmed"]),
         )
@@ -207,6 +212,7 @@ def recommendation_lines(rec: Recommendation | None) -> list[str]:
         return ["recommendation: none (the candidate has not been confirmed)"]
     lines = [selection_text(rec)]
     if rec.candidate is not None:
-        lines.append(f"confirmation ({rec.candidate} and the full source retrained on fresh seeds): {confirmation_text(rec)}")
+        lines.append(f"confirmation ({rec.candidate} and the full source retrained on fresh seeds, scored on images the "
+                     f"choice did not see): {confirmation_text(rec)}")
     lines.append("recommended: " + (f"the full source minus {rec.candidate}" if rec.confirmed else "the full source"))
     return lines

@@ -23,3 +23,26 @@ def split_targets(labels: np.ndarray, seed: int) -> np.ndarray:
         members = rng.permutation(np.flatnonzero(labels == c))
         selection[members[: members.size // 2]] = True
     return selection
+
+
+CHOICE_SPLIT_STREAM = 0xC0F5
+"""Random stream of the scoring half's own split (``split_scoring``), apart from ``SPLIT_STREAM``."""
+
+
+def split_scoring(labels: np.ndarray, selection: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scoring examples (``~selection``) in two halves, stratified by target class: the
+    *choice* images, on which the counterfactual picks the removal to recommend, and the
+    *confirmation* images, on which the fresh-seed retrains test it.
+
+    Fresh seeds alone do not make a confirmation independent of the choice: a removal also has a
+    gain particular to the images it is scored on, which no seed changes, and picking the best of
+    many arms picks that part too. Confirming on images the choice did not see removes it."""
+    labels = np.asarray(labels)
+    scoring = np.flatnonzero(~np.asarray(selection, dtype=bool))
+    choice = np.zeros(labels.size, dtype=bool)
+    rng = np.random.default_rng([CHOICE_SPLIT_STREAM, seed])
+    for c in np.unique(labels[scoring]):
+        members = rng.permutation(scoring[labels[scoring] == c])
+        choice[members[: (members.size + 1) // 2]] = True
+    confirmation = ~np.asarray(selection, dtype=bool) & ~choice
+    return choice, confirmation

@@ -57,7 +57,7 @@ def choose_arm(selection_gains: np.ndarray) -> np.ndarray:
     return np.where(positive, best, -1).astype(np.int64)
 
 
-def one_sided_p(mean: np.ndarray, stderr: np.ndarray, dof: int) -> np.ndarray:
+def one_sided_p(mean: np.ndarray, stderr: np.ndarray, dof: float) -> np.ndarray:
     """P(T ≥ mean / SE) for T ~ t(dof): small when the gain is convincingly positive. A zero SE
     (every seed gave the same difference) reads as certainty either way: p = 0 for a positive
     mean, 1 otherwise."""
@@ -80,7 +80,7 @@ class Confirmation:
     mean: float
     stderr: float
     n: int
-    dof: int
+    dof: float
     p_value: float
     """One-sided: the chance of a mean gain this large if the arm truly gained nothing."""
     low: float
@@ -105,3 +105,34 @@ def confirm_gain(differences: np.ndarray, level: float = CONFIRM_LEVEL) -> Confi
     half = float(stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, dof)) * se
     bound = mean - float(stats.t.ppf(1 - level, dof)) * se
     return Confirmation(mean, se, int(d.size), dof, p, mean - half, mean + half, bound, level, bool(p < level))
+
+
+def confirm_gain_over_seeds_and_images(per_image: np.ndarray, level: float = CONFIRM_LEVEL) -> Confirmation:
+    """Test one arm's paired gain from its per-seed, per-image differences (R fresh seeds × n
+    confirmation images: arm minus full source, e.g. of correctness), one-sided.
+
+    Fresh seeds measure training noise only; the confirmation images are a sample of the target
+    distribution too, and a removal's gain particular to them is noise for the question "does the
+    pruned source do better on this target?". Two-way random effects: the variance of the mean gain
+    is σ²_seed/R + σ²_image/n + σ²_residual/(Rn), estimated from the mean squares as
+    (MS_seed + MS_image − MS_residual)/(Rn), never below the residual part alone, with
+    Satterthwaite's degrees of freedom for that combination."""
+    d = np.asarray(per_image, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] < 2 or d.shape[1] < 2:
+        raise ValueError(f"a confirmation needs at least 2 seeds × 2 images of differences, got shape {d.shape}")
+    seeds, images = d.shape
+    by_seed, by_image, mean = d.mean(axis=1), d.mean(axis=0), float(d.mean())
+    ms_seed = images * float(by_seed.var(ddof=1))
+    ms_image = seeds * float(by_image.var(ddof=1))
+    residual = d - by_seed[:, None] - by_image[None, :] + mean
+    ms_residual = float((residual**2).sum()) / ((seeds - 1) * (images - 1))
+    cells = seeds * images
+    variance = max(ms_seed + ms_image - ms_residual, ms_residual) / cells
+    se = float(np.sqrt(variance))
+    terms = [(ms_seed, seeds - 1), (ms_image, images - 1), (ms_residual, (seeds - 1) * (images - 1))]
+    spread = sum(ms**2 / df for ms, df in terms)
+    dof = float((variance * cells) ** 2 / spread) if spread > 0 else float(seeds - 1)
+    p = float(one_sided_p(mean, se, dof))  # type: ignore[arg-type]
+    half = float(stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, dof)) * se
+    bound = mean - float(stats.t.ppf(1 - level, dof)) * se
+    return Confirmation(mean, se, seeds, dof, p, mean - half, mean + half, bound, level, bool(p < level))

@@ -125,7 +125,8 @@ def class_ends(overall: InfluenceEstimate, shown: int = SHOWN) -> tuple[list[Cla
 def _ends_text(ends: list[ClassFinding], unit: str) -> str:
     significant = sum(c.significant for c in ends)
     return (f"{'; '.join(c.text() for c in ends)} — {unit}; {significant} of {len(ends)} in the one-sided "
-            f"Benjamini–Hochberg list of their sign at FDR {FDR:g}")
+            f"Benjamini–Hochberg list of their sign at FDR {FDR:g} (the intervals are each class's own, not "
+            "adjusted for these classes being picked as the extremes: the list is the selection-aware verdict)")
 
 
 def _points(value: float) -> str:
@@ -210,7 +211,8 @@ def lds_text(diag: Diagnostics | None, kind: str, estimator: str) -> str:
         skipped = next((note for note in diag.notes if note.startswith("held-out")), "no held-out models to score")
         return f"not measured ({skipped.rstrip('.')})"
     low, high = lds.interval(0.95)
-    interval = f", 95% CI [{low:.2f}, {high:.2f}]" if math.isfinite(low) else ""
+    interval = (f", 95% interval over the held-out models [{low:.2f}, {high:.2f}] (the fit and the split held "
+                "fixed)") if math.isfinite(low) else ""
     return (f"{lds.mean:.2f}{interval}: influences fitted on {lds.num_train_models} models rank the {lds.num_models} "
             f"held-out models' outputs on a target example with Spearman {lds.mean:.2f} on average (1: perfectly, "
             "0: no better than chance)")

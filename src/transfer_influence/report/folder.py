@@ -20,9 +20,10 @@ from typing import Collection, Iterator
 
 @contextmanager
 def staged_folder(out: Path, keep: Collection[str] = ()) -> Iterator[Path]:
-    """Yield an empty staging folder; on success it replaces ``out`` (the subfolders of ``out``
-    named in ``keep`` — other targets' reports nested in the primary's — are carried over), on any
-    error it is removed and ``out`` is left untouched."""
+    """Yield an empty staging folder; on success it replaces ``out``'s files, and every subfolder of
+    ``out`` the staging folder lacks is carried over (other targets' reports nested in the primary's,
+    named in ``keep``, an older release's ``<name>/`` layout, a user's own folder); on any error it is
+    removed and ``out`` is left untouched."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make a shared study's report private
@@ -45,7 +46,10 @@ def _publish(staging: Path, out: Path, keep: Collection[str]) -> None:
     if not out.exists():
         staging.rename(out)
         return
-    for name in keep:
+    # Sub-folders are never this report's own files (it writes files only): another target's report
+    # (``keep``), an older layout's ``<name>/`` or a user's own folder all move into the new one.
+    carried = set(keep) | {child.name for child in out.iterdir() if child.is_dir()}
+    for name in sorted(carried):
         if (out / name).is_dir() and not (staging / name).exists():
             (out / name).rename(staging / name)
     retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
