@@ -106,6 +106,10 @@ def test_predictions_outside_zero_one_are_clipped_and_flagged() -> None:
     assert high.predicted[0] == 1.0 and high.clipped[0] and high.any_clipped
     low, top = high.interval(0.95)
     assert 0.0 <= low[0] <= top[0] <= 1.0
+    # centred on the unclipped prediction, then clipped: an overshoot never drags the lower end down
+    half = high.critical_value(0.95)[0] * high.predicted_stderr[0]
+    assert high.unclipped is not None and high.unclipped[0] > 1.0
+    assert low[0] == pytest.approx(min(1.0, high.unclipped[0] - half)) and low[0] > 1.0 - half
     inside = predict_removal(masks, y, baseline, REMOVED, SIZE, ridge=0.0, blocks=blocks)
     assert 0 < inside.predicted[0] < 1 and not inside.any_clipped
 

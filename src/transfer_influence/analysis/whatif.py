@@ -98,6 +98,9 @@ class WhatIf:
     """The ridge's residual degrees of freedom: the differential's own t quantile."""
     baseline_runs: int = 0
     clipped: np.ndarray | None = None
+    unclipped: np.ndarray | None = None
+    """The prediction before clipping to [0, 1]: the interval is centred on it and then clipped, so
+    an overshoot does not drag the interval's lower end down (None: equal to ``predicted``)."""
 
     @property
     def has_interval(self) -> bool:
@@ -117,7 +120,8 @@ class WhatIf:
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) per column, clipped to [0, 1]; refused with a single baseline run."""
         half = self.critical_value(level) * self.predicted_stderr
-        return np.clip(self.predicted - half, 0.0, 1.0), np.clip(self.predicted + half, 0.0, 1.0)
+        centre = self.predicted if self.unclipped is None else self.unclipped
+        return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
     @property
     def interval_note(self) -> str:
@@ -219,6 +223,7 @@ class _Combined:
     stderr: np.ndarray
     dof: np.ndarray
     clipped: np.ndarray
+    unclipped: np.ndarray
 
 
 def _combine(
@@ -243,6 +248,7 @@ def _combine(
         stderr=np.sqrt(np.sum(parts, axis=0)),
         dof=welch_satterthwaite(parts, [full_dof, mean_dof, ridge_dof]),
         clipped=(raw < 0.0) | (raw > 1.0),
+        unclipped=raw,
     )
 
 
@@ -292,6 +298,7 @@ def predict_removal(
         differential_dof=float(ridge_dof),
         baseline_runs=int(len(baseline_rows)),
         clipped=combined.clipped,
+        unclipped=combined.unclipped,
     )
 
 
