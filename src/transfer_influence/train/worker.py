@@ -122,6 +122,20 @@ class Worker:
             spec, primary.outputs, source_accuracy, primary.target_accuracy, seconds, primary.predicted, extra_results
         )
 
+    def trained_source(self, spec: RunSpec) -> TransferModel:
+        """The source model ``run(spec)`` trains (same seeding), for callers that need the model
+        itself rather than its outputs (gradient-based influence)."""
+        torch.manual_seed(spec.seed)
+        classes, example_rows = self._selection(spec.mask)
+        model = self._new_model(len(classes))
+        if spec.kind != "random_init":
+            model, _ = self._train_source(model, classes, spec.seed, example_rows)
+        return model
+
+    def source_images(self) -> torch.Tensor:
+        """Every source training image as one float tensor on the device (built here when streamed)."""
+        return self.source_x if self.source_x is not None else self._images(self.data.source_train.images)
+
     def _selection(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The source classes a model learns and, in an example-level study, the source training
         rows it trains on. A class mask selects whole classes (every row of each); an example mask
