@@ -104,14 +104,21 @@ def trak_influence(
     aggregation: Aggregation = "sum",
     block: int = 1024,
     output_kind: str = "margin",
+    target_groups: np.ndarray | None = None,
 ) -> InfluenceEstimate:
-    """Source classes × target examples TRAK influence, its standard error across the M models
-    (dof M − 1) and ``n_in`` = M: every gradient model was trained on every class."""
+    """Source classes × target columns TRAK influence, its standard error across the M models
+    (dof M − 1) and ``n_in`` = M: every gradient model was trained on every class.
+
+    ``target_groups`` (n × G, e.g. each target class's examples weighted 1/n_c) makes the columns
+    weighted sums of target examples, taken per model so the errors are those of the group: the
+    examples' scores share each model's noise. ``target_ids`` then names the G groups."""
     units = np.asarray(units, dtype=np.int64)
     _check(models, units, aggregation, ridge)
     weights = np.mean([np.asarray(m.weights, dtype=np.float64) for m in models], axis=0)
     membership = unit_matrix(units, len(unit_names), aggregation)
     per_model = np.stack([model_class_scores(m, weights, membership, ridge, block) for m in models])
+    if target_groups is not None:
+        per_model = per_model @ np.asarray(target_groups, dtype=np.float64)
     count = len(models)
     return InfluenceEstimate(
         values=per_model.mean(axis=0),
