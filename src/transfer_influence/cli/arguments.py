@@ -27,6 +27,11 @@ def positive_int(text: str) -> int:
     return _whole_number(text, 1)
 
 
+def at_least_two(text: str) -> int:
+    """A count of models that a standard error across them needs (gradient models)."""
+    return _whole_number(text, 2)
+
+
 def nonnegative_int(text: str) -> int:
     """A whole number that may be 0 (a run index, how many runs to list)."""
     return _whole_number(text, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .arguments import Parser, add_renamed, add_run_options, add_target_option, estimator_list, fraction_list, fraction_open, nonnegative_int, output_kind_list, positive_float, positive_int
+from .arguments import Parser, add_renamed, at_least_two, add_run_options, add_target_option, estimator_list, fraction_list, fraction_open, nonnegative_int, output_kind_list, positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,9 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: the study's analysis.output_kind)")
     infl.add_argument("--top", type=positive_int, default=10, help="classes to print at each end of the ranking")
     infl.add_argument("--out", type=Path, help="directory for CSV/NPY files (default: STUDY/influence)")
-    infl.add_argument("--estimator", choices=["dim", "ridge"],
+    infl.add_argument("--estimator", choices=["dim", "ridge", "trak"],
                       help="dim: difference of means (Algorithm 1); ridge: regression on the inclusion mask "
-                      "(default: the study's analysis.estimator)")
+                      "(default: the study's analysis.estimator); trak: gradients of a few full-source models "
+                      "(docs/gradient-influence.md)")
+    grad = infl.add_argument_group("trak (gradient influence, with --estimator trak)")
+    grad.add_argument("--gradient-models", type=at_least_two, metavar="M",
+                      help="full-source models whose gradients are ensembled, at least 2 (default 4); stored in "
+                      "STUDY/gradients/, so a second call trains only the missing ones")
+    grad.add_argument("--gradient-dims", type=positive_int, metavar="D",
+                      help="dimension of the random projection of the gradients (default 512)")
+    grad.add_argument("--gradient-ridge", type=positive_float, metavar="R",
+                      help="kernel ridge, as a fraction of the kernel's mean eigenvalue (default 0.001)")
+    grad.add_argument("--aggregate", choices=["sum", "mean"],
+                      help="a class's influence: the sum (default) or the mean of its source examples' scores")
+    grad.add_argument("--gradient-device", choices=["cpu", "cuda", "auto"],
+                      help="where the gradient models train and are differentiated (default: the study's "
+                      "execution.device)")
     infl.add_argument("--partial", action="store_true",
                       help="estimate from the runs finished so far, while the study is still running")
     infl.add_argument("--fdr", type=fraction_open, default=0.1,

@@ -13,33 +13,78 @@ from .common import context_target_line, print_partial_note, study_context
 
 if TYPE_CHECKING:
     from ..analysis.context import StudyContext
+    from ..analysis.rankings import StudyInfluence
     from ..analysis.planted import CurveRequest, LeakFindings, PlantedScore
 
 
+GRADIENT_FLAGS = ("gradient_models", "gradient_dims", "gradient_ridge", "aggregate", "gradient_device")
+"""``influence`` flags that only ``--estimator trak`` reads."""
+
+
 def cmd_influence(args: argparse.Namespace) -> int:
-    from ..analysis.rankings import ranked, study_influence
+    from ..analysis.rankings import study_influence
     from ..report.tables import write_influence_tables
 
+    if args.estimator == "trak":
+        return _trak_influence(args)
+    given = [f"--{name.replace('_', '-')}" for name in GRADIENT_FLAGS if getattr(args, name, None) is not None]
+    if given:
+        raise InputError(f"{', '.join(given)} set(s) gradient influence: add --estimator trak, or leave them out")
     context = study_context(args, "influence")  # an unknown --kind is refused before the folder exists
     print_partial_note(context)
     found = study_influence(context, args.fdr)
     out = write_influence_tables(found, args.out or context.folder("influence"))
-    overall, units = found.overall, context.unit_word
-    print(f"{context.results.num_models} models, {len(overall.unit_names)} {units}, {len(found.examples.target_ids)} "
-          f"targets{context_target_line(context)}, output {context.kind}, estimator {context.estimator}; "
-          f"estimated in {found.seconds:.2f} s")
+    print(f"{context.results.num_models} models, {len(found.overall.unit_names)} {context.unit_word}, "
+          f"{len(found.examples.target_ids)} targets{context_target_line(context)}, output {context.kind}, "
+          f"estimator {context.estimator}; estimated in {found.seconds:.2f} s")
+    _print_ranking(found, args.top, args.fdr, context.unit_word)
+    print(f"tables in {out}")
+    return 0
+
+
+def _trak_influence(args: argparse.Namespace) -> int:
+    """``influence --estimator trak``: gradient models stored in STUDY/gradients/ (trained when missing),
+    then TRAK class influences on the primary target, written as the other estimators' tables."""
+    from ..analysis.gradient_influence import TRAK_OUTPUT, TrakSettings, trak_study_influence
+    from ..pipeline.gradients import GradientRequest, study_gradients
+    from ..report.tables import write_influence_tables
+
+    context = study_context(args, "influence", estimators=("dim", "ridge", "trak"))
+    if args.kind is not None:
+        raise InputError(f"--kind chooses a datamodel's output; trak explains the true class's {TRAK_OUTPUT} "
+                         "log p / (1 − p): leave --kind out")
+    if not context.is_primary_target:
+        raise InputError("--estimator trak works on the study's primary target only: leave --target-set out")
+    defaults = GradientRequest()
+    request = GradientRequest(args.gradient_models or defaults.models, args.gradient_dims or defaults.dims,
+                              device=args.gradient_device)
+    inputs = study_gradients(context.path, request, say=print)
+    settings = TrakSettings(args.gradient_ridge or TrakSettings().ridge, args.aggregate or TrakSettings().aggregation)
+    found = trak_study_influence(inputs, settings, args.fdr)
+    out = write_influence_tables(found, args.out or context.folder("influence"))
+    print(f"{request.models} gradient models, d = {request.dims}, ridge {settings.ridge:g}, class {settings.aggregation}; "
+          f"{len(found.overall.unit_names)} classes, {len(found.examples.target_ids)} targets, output {TRAK_OUTPUT}, "
+          f"estimator trak; estimated in {found.seconds:.2f} s")
+    _print_ranking(found, args.top, args.fdr, "classes")
+    print(f"tables in {out}")
+    return 0
+
+
+def _print_ranking(found: "StudyInfluence", top: int, fdr: float, units: str) -> None:
+    """The overall ranking's ends with 95% intervals and the significant units of each sign."""
+    from ..analysis.rankings import ranked
+
+    overall = found.overall
     order = ranked(overall)
     half = overall.critical_value(0.95)
-    for title, rows in (("most positive", order[: args.top]), ("most negative", order[-args.top :][::-1])):
+    for title, rows in (("most positive", order[:top]), ("most negative", order[-top:][::-1])):
         print(f"{title} overall influence (± 95% interval):")
         for row in rows:
             print(f"  {row.name:>14}  {row.influence:+.5f} ± {half * row.stderr:.5f}")
     for sign, keep in (("positive", lambda v: v > 0), ("negative", lambda v: v < 0)):
         names = [name for name, value, _ in found.significant if keep(value)]
-        print(f"significantly {sign} at FDR {args.fdr:g} (one-sided Benjamini–Hochberg): {len(names)} {units}"
+        print(f"significantly {sign} at FDR {fdr:g} (one-sided Benjamini–Hochberg): {len(names)} {units}"
               + (": " + ", ".join(names) if names else ""))
-    print(f"tables in {out}")
-    return 0
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:

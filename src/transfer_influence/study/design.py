@@ -22,6 +22,7 @@ from .config import StudyConfig
 _SUBSET_STREAM = 0x5B5E7
 _TRAIN_STREAM = 0x7EA1
 _BASELINE_STREAM = 0xBA5E
+_GRADIENT_STREAM = 0x96AD
 
 
 def subset_size(num_classes: int, alpha: float) -> int:
@@ -307,3 +308,19 @@ def baseline_runs(config: StudyConfig, num_classes: int) -> list[RunSpec]:
         specs.append(RunSpec("all_source", r, everything, seed))
         specs.append(RunSpec("random_init", r, np.zeros(num_classes, dtype=bool), seed))
     return specs
+
+
+def gradient_model_runs(config: StudyConfig, num_classes: int, count: int) -> list[RunSpec]:
+    """The full-source models of gradient-based influence (TRAK), each with its own seed: a stream
+    apart from the subset and baseline models, so adding gradient models changes neither."""
+    everything = np.ones(num_classes, dtype=bool)
+    return [
+        RunSpec(
+            "all_source",
+            m,
+            everything,
+            int(np.random.default_rng([_GRADIENT_STREAM, config.seed, m]).integers(0, 2**31 - 1)),
+            name=f"gradient-{m:03d}",
+        )
+        for m in range(count)
+    ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..study.config import StudyConfig
 from ..study.design import RunSpec
 from ..study.outputs import output_kinds_from_logits, predicted_labels
@@ -136,6 +137,26 @@ class Worker:
         trained = self.trainer.train(subset)
         sample = self.holdout_x[:1]
         return as_transfer_model(trained, sample, self.config.train.trainer or self.config.model.arch)
+
+    def trained_source(self, spec: RunSpec) -> TransferModel:
+        """The source model ``run(spec)`` trains (same seeding), with its source head, for callers that
+        need the model itself rather than its outputs (gradient-based influence). The built-in
+        trainer's only: a user's ``train.trainer`` returns a backbone without a source head."""
+        if self.config.train.trainer:
+            raise InputError(
+                f"gradient-based influence needs the built-in trainer's source head; this study trains with "
+                f"train.trainer {self.config.train.trainer!r}: use a datamodel estimator (dim, ridge) instead"
+            )
+        torch.manual_seed(spec.seed)
+        classes, example_rows = self._selection(spec.mask)
+        model = self._new_model(len(classes))
+        if spec.kind != "random_init":
+            model, _ = self._train_source(model, classes, spec.seed, example_rows)
+        return model
+
+    def source_images(self) -> torch.Tensor:
+        """Every source training image as one float tensor on the device (built here when streamed)."""
+        return self.source_x if self.source_x is not None else self._images(self.data.source_train.images)
 
     def _selection(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The source classes a model learns and, in an example-level study, the source training
