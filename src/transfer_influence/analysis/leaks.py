@@ -18,8 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..estimate import estimate
-from ..estimate.lasso import lasso_datamodel
+from ..evaluate.lds import fitted_values
 from ..study.results import StudyResults
 from ..study.store import DATA_FILE
 
@@ -100,9 +99,7 @@ def example_coefficients(
     a non-zero one is a selected source example rather than noise spread over all of them.
     """
     check_leak_estimator(estimator)
-    if estimator == "lasso":
-        return np.asarray(lasso_datamodel(masks, outputs, seed=seed, blocks=blocks).values, dtype=np.float64)
-    return np.asarray(estimate(estimator, masks, outputs, blocks=blocks).values, dtype=np.float64)
+    return np.asarray(fitted_values(estimator, masks, outputs, blocks, seed), dtype=np.float64)
 
 
 def worst_pair_score(coefficients: np.ndarray) -> np.ndarray:

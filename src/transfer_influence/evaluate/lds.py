@@ -183,10 +183,11 @@ def lds_split(
     return held_out_rows(m, blocks, held_out_fraction, seed)
 
 
-def _fit_values(
-    estimator: str, masks: np.ndarray, outputs: np.ndarray, blocks: np.ndarray | None, seed: int
+def fitted_values(
+    estimator: str, masks: np.ndarray, outputs: np.ndarray, blocks: np.ndarray | None = None, seed: int = 0
 ) -> np.ndarray:
-    """Influences (units × targets) fitted on the training models alone."""
+    """Influences (units × targets) by ``dim``, ``ridge`` or ``lasso`` (λ per target on a hold-out
+    drawn from these models), from the models given alone."""
     if estimator == "lasso":
         # λ is chosen on a hold-out drawn from the training models: the scored models stay unseen.
         return lasso_datamodel(masks, outputs, seed=seed, blocks=blocks).values
@@ -214,7 +215,7 @@ def fit_and_score(
     problem = held_out_problem(masks, blocks, held_out_fraction, seed)
     if problem is not None:
         raise InputError(f"cannot score the LDS: {problem}")
-    values = _fit_values(estimator, masks[train], outputs[train], _sub(blocks, train), seed)
+    values = fitted_values(estimator, masks[train], outputs[train], _sub(blocks, train), seed)
     return linear_datamodeling_score(
         masks[test], outputs[test], values, blocks=_sub(blocks, test), num_train_models=int(train.size)
     )
